@@ -1,0 +1,1 @@
+"""cancel_pipeline: Shopify order cancellations, kept correct and current in a DuckDB warehouse."""

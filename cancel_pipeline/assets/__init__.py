@@ -1,0 +1,1 @@
+"""Dagster assets: raw order pages and the tables derived from them."""

@@ -1,0 +1,5 @@
+"""The one Definitions object of cancel_pipeline."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: schema and the set-based SQL that derives the cancellation tables."""
