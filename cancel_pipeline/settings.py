@@ -1,0 +1,105 @@
+"""Pipeline settings, read from the environment with defaults.
+
+Every setting has a `CANCEL_PIPELINE_*` variable. They are read once when the definitions are loaded (the
+windows, schedules and sensor are built from them), so a change takes effect on the next code-location
+reload. Invalid values fail loudly at load time, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+DEFAULT_DUCKDB_PATH = "data/cancel_pipeline.duckdb"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything about *when* and *what* the pipeline reads; credentials live in the Shopify resource."""
+
+    first_window_start: datetime
+    """Start of the first window of both raw assets (UTC). `CANCEL_PIPELINE_FIRST_WINDOW`."""
+    overlap: timedelta
+    """How far before a window's start it is re-read, for orders that became visible late.
+    `CANCEL_PIPELINE_OVERLAP_MINUTES`."""
+    settle_delay: timedelta
+    """How long after a window closes its scheduled run starts. `CANCEL_PIPELINE_SETTLE_DELAY_MINUTES`."""
+    canceled_window_minutes: int
+    """Window length of `raw_canceled_order_pages`, and so the cancellation schedule's period.
+    `CANCEL_PIPELINE_CANCELED_WINDOW_MINUTES`."""
+    updated_window_minutes: int
+    """Window length of `raw_updated_order_pages`, and so the updates schedule's period.
+    `CANCEL_PIPELINE_UPDATED_WINDOW_MINUTES`."""
+    reconciliation_hour: int
+    """UTC hour of the daily reconciliation. `CANCEL_PIPELINE_RECONCILIATION_HOUR`."""
+    reconciliation_minute: int
+    """Minute of that hour. `CANCEL_PIPELINE_RECONCILIATION_MINUTE`."""
+    sensor_interval_seconds: int
+    """Minimum time between two ticks of the cancellation sensor. `CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS`."""
+    duckdb_path: str
+    """The DuckDB file. `CANCEL_PIPELINE_DUCKDB`."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
+        """Read the settings from `environ` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        settings = cls(
+            first_window_start=_datetime(env, "CANCEL_PIPELINE_FIRST_WINDOW", "2026-01-01T00:00:00Z"),
+            overlap=timedelta(minutes=_int(env, "CANCEL_PIPELINE_OVERLAP_MINUTES", 10, minimum=0)),
+            settle_delay=timedelta(minutes=_int(env, "CANCEL_PIPELINE_SETTLE_DELAY_MINUTES", 5, minimum=0)),
+            canceled_window_minutes=_window(env, "CANCEL_PIPELINE_CANCELED_WINDOW_MINUTES", 30),
+            updated_window_minutes=_window(env, "CANCEL_PIPELINE_UPDATED_WINDOW_MINUTES", 60),
+            reconciliation_hour=_int(env, "CANCEL_PIPELINE_RECONCILIATION_HOUR", 2, minimum=0, maximum=23),
+            reconciliation_minute=_int(
+                env, "CANCEL_PIPELINE_RECONCILIATION_MINUTE", 15, minimum=0, maximum=59
+            ),
+            sensor_interval_seconds=_int(env, "CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS", 60, minimum=1),
+            duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or DEFAULT_DUCKDB_PATH,
+        )
+        if settings.first_window_start.second or settings.first_window_start.microsecond:
+            raise SettingsError("CANCEL_PIPELINE_FIRST_WINDOW must fall on a whole minute")
+        return settings
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _window(env: Mapping[str, str], name: str, default: int) -> int:
+    # Windows must tile the hour so every window starts at the same minutes of every hour, which is what
+    # lets a plain cron expression describe both the windows and the schedule ticks.
+    minutes = _int(env, name, default, minimum=1, maximum=60)
+    if 60 % minutes:
+        raise SettingsError(f"{name} must divide 60 (e.g. 15, 30, 60), got {minutes}")
+    return minutes
+
+
+def _datetime(env: Mapping[str, str], name: str, default: str) -> datetime:
+    raw = env.get(name) or default
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise SettingsError(f"{name} must be an ISO 8601 date or time, got {raw!r}") from None
+    # A naive value is read as UTC: the windows are UTC whatever the machine's zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+SETTINGS = PipelineSettings.from_env()
+"""The settings of this process, as loaded with the definitions."""

@@ -1,0 +1,511 @@
+"""`ShopifyClient`: the REST Admin API client for orders (paging, pacing, retries, typed errors).
+
+One client talks to one store, sequentially. Every request goes through `_send`, which paces on the leaky
+bucket, attaches the token, retries what is worth retrying and turns what is not into a typed error whose
+message a data engineer can act on and which never carries a credential.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from cancel_pipeline.shopify.auth import AccessTokenProvider, ClientCredentialsToken, StaticToken, TokenGrant
+from cancel_pipeline.shopify.errors import (
+    ShopifyAuthError,
+    ShopifyConfigError,
+    ShopifyError,
+    ShopifyForbiddenError,
+    ShopifyLockedError,
+    ShopifyNotFoundError,
+    ShopifyPaymentRequiredError,
+    ShopifyRequestFailed,
+)
+from cancel_pipeline.shopify.pages import ClientStats, OrderPage
+from cancel_pipeline.shopify.rate_limit import (
+    LeakyBucket,
+    backoff_delay,
+    parse_call_limit,
+    parse_retry_after,
+)
+
+__all__ = ["DEFAULT_API_VERSION", "ClientStats", "OrderPage", "ShopifyClient"]
+
+#: A supported quarterly Admin API version; pin another with `api_version` / `SHOPIFY_API_VERSION`.
+DEFAULT_API_VERSION = "2026-07"
+
+#: Shopify's page size ceiling for `orders.json`, and the batch size of `ids=` look-ups.
+MAX_PAGE_SIZE = 250
+
+#: Transient server-side failures (530/540: origin DNS error / endpoint temporarily disabled).
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 530, 540})
+
+LOGGER_NAME = "cancel_pipeline.shopify"
+
+_TOKEN_HEADER = "X-Shopify-Access-Token"
+_HIDDEN = "<hidden>"
+
+
+def format_instant(moment: datetime) -> str:
+    """A filter instant as Shopify wants it: UTC with `Z`, whole seconds.
+
+    Shopify's timestamps are whole seconds and both `*_min` and `*_max` are inclusive, so dropping the
+    fraction never loses an order. Naive datetimes are refused: guessing their zone would shift a window.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            f"naive datetime {moment.isoformat()} given as an order filter; pass a timezone-aware "
+            "datetime (e.g. datetime(..., tzinfo=UTC))"
+        )
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resolve_store(store: str) -> tuple[str, str]:
+    """`(base_url, store_label)` for `my-shop`, `my-shop.myshopify.com` or a base URL."""
+    store = store.strip().rstrip("/")
+    if not store:
+        raise ShopifyConfigError("no Shopify store configured", store="", endpoint="")
+    if "://" in store:
+        parts = urlsplit(store)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ShopifyConfigError(
+                f"store URL {store!r} is not an http(s) base URL", store=store, endpoint=""
+            )
+        return store, parts.netloc
+    host = store if "." in store else f"{store}.myshopify.com"
+    return f"https://{host}", host
+
+
+class ShopifyClient:
+    """Sequential REST Admin API client for one store's orders.
+
+    Credentials: exactly one of `access_token` or (`client_id`, `client_secret`). Pacing: a local model of
+    the store's leaky bucket (`bucket_size` requests leaking `leak_rate` per second), kept in step with
+    `X-Shopify-Shop-Api-Call-Limit`. Retries: 429 after `Retry-After` (at most `max_throttle_retries` times
+    per request); 5xx, timeouts, connection errors and truncated bodies with capped exponential backoff and
+    jitter (at most `max_retries` times per request). `sleep`, `clock` and `rng` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        store: str,
+        *,
+        access_token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        bucket_size: int = 40,
+        leak_rate: float = 2.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        max_throttle_retries: int = 20,
+        bucket_headroom: float = 1.0,
+        rng: random.Random | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._base_url, self.store = resolve_store(store)
+        self.api_version = api_version
+        self._secrets = [s for s in (access_token, client_secret) if s]
+        self._auth = self._make_auth(access_token, client_id, client_secret, clock)
+        self._bucket = LeakyBucket(bucket_size, leak_rate, headroom=bucket_headroom, clock=clock)
+        self._max_retries = max_retries
+        self._max_throttle_retries = max_throttle_retries
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._log = logger or logging.getLogger(LOGGER_NAME)
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=timeout,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "cancel_pipeline"},
+        )
+        self.stats = ClientStats()
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    def iter_order_pages(
+        self,
+        *,
+        status: str = "any",
+        updated_at_min: datetime | None = None,
+        updated_at_max: datetime | None = None,
+        limit: int = MAX_PAGE_SIZE,
+        fields: list[str] | None = None,
+    ) -> Iterator[OrderPage]:
+        """Pages of `GET orders.json` for the filters, one at a time.
+
+        The first request carries every filter; later ones follow the `Link` `rel="next"` URL verbatim
+        (Shopify keeps the filters in the cursor and refuses them next to `page_info`).
+        """
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+        params: dict[str, str | int] = {"status": status, "limit": limit}
+        if updated_at_min is not None:
+            params["updated_at_min"] = format_instant(updated_at_min)
+        if updated_at_max is not None:
+            params["updated_at_max"] = format_instant(updated_at_max)
+        if fields:
+            params["fields"] = ",".join(fields)
+        yield from self._walk_pages(self._api_url("orders.json"), params, first_page_number=1)
+
+    def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
+        """Pages holding the given orders (any status), asked for in batches of 250 ids."""
+        page_number = 1
+        id_iter = iter(ids)
+        while batch := list(itertools.islice(id_iter, MAX_PAGE_SIZE)):
+            params: dict[str, str | int] = {
+                "ids": ",".join(str(int(order_id)) for order_id in batch),
+                "status": "any",
+                "limit": MAX_PAGE_SIZE,
+            }
+            for page in self._walk_pages(self._api_url("orders.json"), params, page_number):
+                page_number += 1
+                yield page
+
+    def count_orders(
+        self,
+        *,
+        status: str = "any",
+        updated_at_min: datetime | None = None,
+        updated_at_max: datetime | None = None,
+    ) -> int:
+        """`GET orders/count.json` for the filters."""
+        params: dict[str, str | int] = {"status": status}
+        if updated_at_min is not None:
+            params["updated_at_min"] = format_instant(updated_at_min)
+        if updated_at_max is not None:
+            params["updated_at_max"] = format_instant(updated_at_max)
+        url = self._api_url("orders/count.json")
+        _, body = self._send("GET", url, params=params)
+        count = body.get("count") if isinstance(body, dict) else None
+        if not isinstance(count, int):
+            raise self._unexpected_body("GET", url)
+        return count
+
+    def cancel_order(self, order_id: int, reason: str | None = None) -> dict:
+        """`POST orders/{id}/cancel.json`; returns the canceled order (or Shopify's whole answer)."""
+        url = self._api_url(f"orders/{int(order_id)}/cancel.json")
+        payload = {"reason": reason} if reason else {}
+        _, body = self._send("POST", url, json_body=payload)
+        if not isinstance(body, dict):
+            raise self._unexpected_body("POST", url)
+        order = body.get("order")
+        return order if isinstance(order, dict) else body
+
+    def reset_stats(self) -> None:
+        """Start the counters in `stats` from zero."""
+        self.stats = ClientStats()
+
+    def close(self) -> None:
+        """Close the underlying HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> ShopifyClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ShopifyClient(store={self.store!r}, api_version={self.api_version!r})"
+
+    # -- paging -------------------------------------------------------------------------------------
+
+    def _walk_pages(
+        self, url: str, params: dict[str, str | int] | None, first_page_number: int
+    ) -> Iterator[OrderPage]:
+        page_number = first_page_number
+        next_url: str | None = url
+        while next_url is not None:
+            response, body = self._send("GET", next_url, params=params)
+            orders = body.get("orders") if isinstance(body, dict) else None
+            if not isinstance(orders, list):
+                raise self._unexpected_body("GET", next_url)
+            request_url = response.request.url
+            page = OrderPage(
+                page_number=page_number,
+                request_path=request_url.raw_path.decode("ascii"),
+                api_version=response.headers.get("X-Shopify-API-Version") or self.api_version,
+                fetched_at=datetime.now(UTC),
+                body=response.content,
+                order_count=len(orders),
+            )
+            del body, orders  # the page keeps the bytes; the parsed copy would double the memory
+            self._log.debug(
+                "%s page %d: %d orders (%d bytes)",
+                self.store,
+                page.page_number,
+                page.order_count,
+                len(page.body),
+            )
+            yield page
+            page_number += 1
+            next_url = response.links.get("next", {}).get("url")
+            params = None  # the cursor carries the filters; Shopify answers 400 to any others
+
+    # -- one request, with pacing and retries ---------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str | int] | None = None,
+        json_body: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        authenticated: bool = True,
+    ) -> tuple[httpx.Response, Any]:
+        """Send until a 2xx with a JSON body arrives; returns the response and the parsed body."""
+        endpoint = urlsplit(url).path
+        attempts = failures = throttles = 0
+        renewed_token = False
+        skip_pacing = False
+        last_status: int | None = None
+        last_problem = ""
+        while True:
+            # Only Admin API calls draw from the bucket; the token exchange does not.
+            if authenticated and not skip_pacing:
+                self._wait_for_bucket()
+            skip_pacing = False
+            headers = {_TOKEN_HEADER: self._auth.token()} if authenticated else {}
+            request = self._http.build_request(
+                method, url, params=params, json=json_body, data=form, headers=headers
+            )
+            if authenticated:
+                self._bucket.record_request()
+            sent_at = self._clock()
+            attempts += 1
+            self.stats.requests += 1
+            if attempts > 1:
+                self.stats.retries += 1
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                # Timeouts, refused/reset connections and bodies cut short (RemoteProtocolError).
+                last_status, last_problem = None, type(exc).__name__
+            else:
+                self.stats.bytes_received += len(response.content)
+                if authenticated:
+                    self._sync_bucket(response, sent_at)
+                status = last_status = response.status_code
+                if status == 429:
+                    throttles += 1
+                    self.stats.throttled_429 += 1
+                    if throttles > self._max_throttle_retries:
+                        raise self._request_failed(method, request.url, status, attempts, "throttled (429)")
+                    self._wait_after_throttle(response, endpoint)
+                    skip_pacing = True  # the wait above already emptied the bucket enough for one call
+                    continue
+                if 200 <= status < 300:
+                    try:
+                        return response, orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        last_problem = "body is not complete JSON (truncated?)"
+                elif status in RETRYABLE_STATUSES:
+                    last_problem = f"HTTP {status}"
+                elif status == 401 and authenticated and not renewed_token and self._auth.invalidate():
+                    # A client-credentials token can be revoked or expire early: exchange once more.
+                    renewed_token = True
+                    self._log.info(
+                        "%s: token refused on %s, exchanging credentials again", self.store, endpoint
+                    )
+                    continue
+                else:
+                    raise self._status_error(method, endpoint, response, authenticated)
+            failures += 1
+            if failures > self._max_retries:
+                raise self._request_failed(method, request.url, last_status, attempts, last_problem)
+            delay = backoff_delay(failures, self._backoff_base, self._backoff_cap, self._rng)
+            self._log.warning(
+                "%s: %s %s failed (%s), retry %d of %d in %.2f s",
+                self.store,
+                method,
+                endpoint,
+                last_problem,
+                failures,
+                self._max_retries,
+                delay,
+            )
+            self._sleep(delay)
+
+    def _wait_for_bucket(self) -> None:
+        delay = self._bucket.delay()
+        if delay > 0:
+            self.stats.rate_limit_wait_s += delay
+            self._sleep(delay)
+
+    def _sync_bucket(self, response: httpx.Response, sent_at: float) -> None:
+        call_limit = parse_call_limit(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
+        if call_limit is None:
+            return
+        used, size = call_limit
+        if size != self._bucket.size:
+            self._log.info(
+                "%s: bucket size is %d (configured %d), following the store",
+                self.store,
+                size,
+                self._bucket.size,
+            )
+        self._bucket.sync(used, size, observed_at=sent_at)
+
+    def _wait_after_throttle(self, response: httpx.Response, endpoint: str) -> None:
+        self._bucket.mark_full()
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        delay = self._bucket.wait_for_throttle() if retry_after is None else retry_after
+        self._log.warning("%s: throttled (429) on %s, waiting %.2f s", self.store, endpoint, delay)
+        self.stats.rate_limit_wait_s += delay
+        self._sleep(delay)
+
+    # -- credentials --------------------------------------------------------------------------------
+
+    def _make_auth(
+        self,
+        access_token: str | None,
+        client_id: str | None,
+        client_secret: str | None,
+        clock: Callable[[], float],
+    ) -> AccessTokenProvider:
+        has_grant = bool(client_id) or bool(client_secret)
+        if access_token and has_grant:
+            raise ShopifyConfigError(
+                f"store {self.store}: both an access token and client credentials are configured; "
+                "set SHOPIFY_ACCESS_TOKEN or SHOPIFY_CLIENT_ID/SHOPIFY_CLIENT_SECRET, not both",
+                store=self.store,
+                endpoint="",
+            )
+        if access_token:
+            return StaticToken(access_token)
+        if client_id and client_secret:
+            return ClientCredentialsToken(client_id, client_secret, self._exchange_credentials, clock=clock)
+        if has_grant:
+            missing = "SHOPIFY_CLIENT_SECRET" if client_id else "SHOPIFY_CLIENT_ID"
+            raise ShopifyConfigError(
+                f"store {self.store}: client credentials are incomplete, {missing} is not set",
+                store=self.store,
+                endpoint="",
+            )
+        raise ShopifyConfigError(
+            f"store {self.store}: no credentials configured; set SHOPIFY_ACCESS_TOKEN, or "
+            "SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET for the client-credentials grant",
+            store=self.store,
+            endpoint="",
+        )
+
+    def _exchange_credentials(self, fields: dict[str, str]) -> TokenGrant:
+        """The client-credentials grant: form POST, JSON answer with `access_token` and `expires_in`."""
+        url = f"{self._base_url}/admin/oauth/access_token"
+        _, body = self._send("POST", url, form=fields, authenticated=False)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise self._unexpected_body("POST", url)
+        self._secrets.append(token)
+        expires_in = body.get("expires_in")
+        self._log.info("%s: obtained an access token by client credentials", self.store)
+        return token, float(expires_in) if isinstance(expires_in, int | float) else None
+
+    # -- errors ---------------------------------------------------------------------------------------
+
+    def _api_url(self, resource: str) -> str:
+        return f"{self._base_url}/admin/api/{self.api_version}/{resource}"
+
+    def _redact(self, text: str) -> str:
+        """Remove any credential a server might echo back before the text enters an error or a log."""
+        for secret in self._secrets:
+            text = text.replace(secret, _HIDDEN)
+        return text
+
+    def _status_error(
+        self, method: str, endpoint: str, response: httpx.Response, authenticated: bool
+    ) -> ShopifyError:
+        status = response.status_code
+        detail = self._redact(_error_text(response))
+        where = f"store {self.store}, {method} {endpoint}, HTTP {status}"
+        suffix = f": {detail}" if detail else ""
+        error_class: type[ShopifyError] = ShopifyError
+        if not authenticated and status in (400, 401, 403):
+            error_class = ShopifyAuthError
+            hint = "Shopify refused the client credentials; check SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET"
+        elif status == 401:
+            error_class = ShopifyAuthError
+            hint = "Shopify refused the access token; check SHOPIFY_ACCESS_TOKEN (or the client credentials)"
+        elif status == 402:
+            error_class = ShopifyPaymentRequiredError
+            hint = "the store is frozen (payment required); nothing can be read until its bill is paid"
+        elif status == 403:
+            error_class = ShopifyForbiddenError
+            hint = (
+                "the app lacks an access scope: it needs read_orders, and read_all_orders for orders "
+                "older than 60 days"
+            )
+        elif status == 404:
+            error_class = ShopifyNotFoundError
+            hint = (
+                "not found; check the store name and API version (orders older than 60 days also need "
+                "read_all_orders)"
+            )
+        elif status == 423:
+            error_class = ShopifyLockedError
+            hint = "the store is locked"
+        else:
+            hint = "Shopify rejected the request"
+        return error_class(f"{hint} ({where}){suffix}", store=self.store, endpoint=endpoint, status=status)
+
+    def _request_failed(
+        self, method: str, url: httpx.URL, status: int | None, attempts: int, problem: str
+    ) -> ShopifyRequestFailed:
+        shown_url = self._redact(str(url))
+        last = f"HTTP {status}" if status is not None else "no response"
+        return ShopifyRequestFailed(
+            f"{method} {shown_url} on store {self.store} still failed after {attempts} attempts "
+            f"(last: {last}, {problem})",
+            store=self.store,
+            endpoint=url.path,
+            status=status,
+            attempts=attempts,
+        )
+
+    def _unexpected_body(self, method: str, url: str) -> ShopifyError:
+        endpoint = urlsplit(url).path
+        return ShopifyError(
+            f"unexpected response body from store {self.store}, {method} {endpoint}",
+            store=self.store,
+            endpoint=endpoint,
+            status=200,
+        )
+
+
+def _error_text(response: httpx.Response, limit: int = 500) -> str:
+    """Shopify's error text from `{"errors": ...}` / `{"error": ...}`, else the start of the body."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:limit].strip()
+    if isinstance(body, dict):
+        parts = [body[key] for key in ("errors", "error", "error_description") if key in body]
+        if parts:
+            text = "; ".join(p if isinstance(p, str) else orjson.dumps(p).decode() for p in parts)
+            return text[:limit]
+    return orjson.dumps(body).decode()[:limit]

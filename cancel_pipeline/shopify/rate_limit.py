@@ -1,0 +1,110 @@
+"""Pacing for Shopify's REST leaky bucket, and the backoff used between retries.
+
+Shopify answers every REST call with `X-Shopify-Shop-Api-Call-Limit: used/size`: the bucket holds `size`
+requests and leaks `leak_rate` per second; a request that finds it full gets 429. The client keeps a local
+model of that bucket, re-synchronised from the header on every response, and waits before a request only as
+long as the model says the request would overflow. Waiting on the model (instead of reacting to 429s) is what
+lets a sequential client run at the plan's leak rate without ever being throttled.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+
+def parse_call_limit(header: str | None) -> tuple[int, int] | None:
+    """`"32/40"` -> `(32, 40)`; None when the header is missing or malformed."""
+    if not header:
+        return None
+    used, sep, size = header.partition("/")
+    if not sep:
+        return None
+    try:
+        parsed = int(used.strip()), int(size.strip())
+    except ValueError:
+        return None
+    return parsed if parsed[1] > 0 else None
+
+
+def parse_retry_after(header: str | None) -> float | None:
+    """Shopify sends `Retry-After` as float seconds (`"2.0"`); None when absent or unusable."""
+    if not header:
+        return None
+    try:
+        seconds = float(header)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+class LeakyBucket:
+    """Local model of the store's request bucket, as seen from one sequential client.
+
+    The server's count is authoritative: `sync` adopts it, attributing it to the moment the request was
+    sent (the server counts the request when it arrives, before building the response, so the send time
+    is the closest instant we know). That attribution runs slightly ahead of the server by the one-way
+    latency times the leak rate, and the server may round its count down; `headroom` (in requests) keeps
+    that difference from ever overflowing the real bucket. Headroom costs nothing in steady state, where
+    the rate is set by the leak, only a request or two of the initial burst.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        leak_rate: float,
+        *,
+        headroom: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if size < 1 or leak_rate <= 0:
+            raise ValueError(f"bucket size must be >= 1 and leak rate > 0, got {size} and {leak_rate}")
+        self.size = size
+        self.leak_rate = leak_rate
+        self.headroom = min(headroom, size - 1)
+        self._clock = clock
+        self._level = 0.0
+        self._level_at = clock()
+
+    def level(self, now: float | None = None) -> float:
+        """Requests the model believes are in the bucket at `now` (default: the clock's now)."""
+        now = self._clock() if now is None else now
+        return max(0.0, self._level - (now - self._level_at) * self.leak_rate)
+
+    def delay(self) -> float:
+        """Seconds to wait until one more request fits under `size - headroom`; 0 when it fits now."""
+        excess = self.level() + 1 - (self.size - self.headroom)
+        return max(0.0, excess / self.leak_rate)
+
+    def record_request(self) -> None:
+        """Count a request about to be sent, so the model is right even if no header comes back."""
+        now = self._clock()
+        self._level = self.level(now) + 1
+        self._level_at = now
+
+    def sync(self, used: int, size: int, observed_at: float) -> None:
+        """Adopt the server's `used/size`, valid at `observed_at` (the send time of the request)."""
+        self.size = size
+        self.headroom = min(self.headroom, size - 1)
+        self._level = float(used)
+        self._level_at = observed_at
+
+    def mark_full(self) -> None:
+        """A 429 proves the bucket is full right now, whatever the model thought."""
+        self._level = float(self.size)
+        self._level_at = self._clock()
+
+    def wait_for_throttle(self) -> float:
+        """Wait after a 429 that came without `Retry-After`: time for one request plus headroom to leak."""
+        return (1 + self.headroom) / self.leak_rate
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Capped exponential backoff with jitter, for the `attempt`-th retry (1-based).
+
+    The delay is drawn from the upper half of `min(cap, base * 2**(attempt-1))` so retries of many clients
+    spread out while each still waits at least half the exponential step.
+    """
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)

@@ -1,0 +1,136 @@
+"""`ShopifyResource`: the Dagster resource that builds a `ShopifyClient` from the configuration contract.
+
+Environment (DESIGN.md): `SHOPIFY_STORE`, `SHOPIFY_ACCESS_TOKEN` or `SHOPIFY_CLIENT_ID`/`SHOPIFY_CLIENT_SECRET`,
+`SHOPIFY_API_VERSION`, and the pacing settings `SHOPIFY_BUCKET_SIZE` / `SHOPIFY_LEAK_RATE`. With no store
+configured the client talks, in-process, to the built-in demo store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import dagster as dg
+import httpx
+from pydantic import Field
+
+from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient
+
+#: Base URL of the in-process demo store (never resolved by DNS: requests go through a WSGI transport).
+DEMO_BASE_URL = "http://demo-store.local"
+
+#: The demo store runs Plus-sized in-process, so a local run pages through a day in seconds.
+DEMO_BUCKET_SIZE = 400
+DEMO_LEAK_RATE = 20.0
+
+#: A real store's default plan: Standard.
+STANDARD_BUCKET_SIZE = 40
+STANDARD_LEAK_RATE = 2.0
+
+_SECRET_VARIABLES = {
+    "store": "SHOPIFY_STORE",
+    "access_token": "SHOPIFY_ACCESS_TOKEN",
+    "client_id": "SHOPIFY_CLIENT_ID",
+    "client_secret": "SHOPIFY_CLIENT_SECRET",
+    "api_version": "SHOPIFY_API_VERSION",
+}
+
+_demo_stores: dict[tuple[int, float], Any] = {}
+_demo_lock = threading.Lock()
+
+
+def shared_demo_store(bucket_size: int, leak_rate: float) -> Any:
+    """The process's in-process demo store for a bucket shape (one per shape, so its state persists)."""
+    from cancel_pipeline.shopify.demo_store import DemoStore  # the simulator loads only when used
+
+    with _demo_lock:
+        key = (bucket_size, leak_rate)
+        if key not in _demo_stores:
+            _demo_stores[key] = DemoStore(bucket_size=bucket_size, leak_rate=leak_rate)
+        return _demo_stores[key]
+
+
+class ShopifyResource(dg.ConfigurableResource):
+    """Shopify Admin API access for assets: `get_client()` returns a ready `ShopifyClient`.
+
+    Leave `store` unset to use the built-in demo store in-process. Give secrets as `dg.EnvVar` (see
+    `from_env`) so they stay out of run configuration and the UI.
+    """
+
+    store: str | None = Field(
+        default=None,
+        description="my-shop, my-shop.myshopify.com or a base URL; unset: the built-in demo store",
+    )
+    access_token: str | None = Field(default=None, description="Admin API token (use an EnvVar)")
+    client_id: str | None = Field(default=None, description="client-credentials grant: client id")
+    client_secret: str | None = Field(default=None, description="client-credentials grant: secret (EnvVar)")
+    api_version: str = Field(default=DEFAULT_API_VERSION, description="pinned Admin API version, YYYY-MM")
+    bucket_size: int | None = Field(
+        default=None, description="leaky bucket size; default 40 (Standard), 400 for the demo store"
+    )
+    leak_rate: float | None = Field(
+        default=None, description="requests leaked per second; default 2 (Standard), 20 for the demo store"
+    )
+    max_retries: int = Field(default=5, description="retries per request for 5xx, timeouts, resets")
+    timeout_s: float = Field(default=30.0, description="HTTP timeout per request, seconds")
+
+    @classmethod
+    def from_env(cls) -> ShopifyResource:
+        """The resource for the current environment; variables that are set are passed as `dg.EnvVar`.
+
+        Pacing settings are not secrets and are read now (`SHOPIFY_BUCKET_SIZE`, `SHOPIFY_LEAK_RATE`).
+        """
+        settings: dict[str, Any] = {
+            field: dg.EnvVar(variable)
+            for field, variable in _SECRET_VARIABLES.items()
+            if os.environ.get(variable)
+        }
+        if size := os.environ.get("SHOPIFY_BUCKET_SIZE"):
+            settings["bucket_size"] = int(size)
+        if rate := os.environ.get("SHOPIFY_LEAK_RATE"):
+            settings["leak_rate"] = float(rate)
+        return cls(**settings)
+
+    @property
+    def uses_demo_store(self) -> bool:
+        """True when no store is configured and the built-in demo store answers."""
+        return not _value(self.store)
+
+    def get_client(self, logger: logging.Logger | None = None) -> ShopifyClient:
+        """A new client for the configured store (close it, or use it as a context manager)."""
+        common: dict[str, Any] = {
+            "api_version": _value(self.api_version) or DEFAULT_API_VERSION,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout_s,
+            "logger": logger,
+        }
+        if self.uses_demo_store:
+            size = self.bucket_size or DEMO_BUCKET_SIZE
+            rate = self.leak_rate or DEMO_LEAK_RATE
+            demo = shared_demo_store(size, rate)
+            return ShopifyClient(
+                DEMO_BASE_URL,
+                access_token=demo.settings.access_token,
+                bucket_size=size,
+                leak_rate=rate,
+                transport=httpx.WSGITransport(app=demo),
+                **common,
+            )
+        return ShopifyClient(
+            _value(self.store) or "",
+            access_token=_value(self.access_token),
+            client_id=_value(self.client_id),
+            client_secret=_value(self.client_secret),
+            bucket_size=self.bucket_size or STANDARD_BUCKET_SIZE,
+            leak_rate=self.leak_rate or STANDARD_LEAK_RATE,
+            **common,
+        )
+
+
+def _value(setting: str | None) -> str | None:
+    """A setting's value, resolving an `EnvVar` when the resource is used outside a Dagster run."""
+    if isinstance(setting, dg.EnvVar):
+        return setting.get_value()
+    return setting or None

@@ -1,0 +1,382 @@
+"""Incremental, set-based derivation of every warehouse table from `raw_order_pages`.
+
+`derive_new_pages` folds every raw page above the stored watermark into the derived tables in one
+transaction. Pages are taken in `page_seq` order, in batches of `batch_pages`, so memory stays bounded however
+large a backfill is: each batch's pages are unnested once into a temp table of typed orders
+(`typed_orders.STAGE_ORDERS_SQL`), then rejects, versions, supersession and the current-state tables of the
+orders the batch touched are updated with a handful of statements. Nothing loops over orders in Python.
+
+Convergence: a version is keyed by (order_id, updated_at); its content is that of its latest fetch (highest
+page_seq), its fetch times are the min/max over every fetch, and the current tables show each order's
+greatest updated_at. So re-deriving, or landing windows in any order, gives the same tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from cancel_pipeline.warehouse.current_tables import CURRENT_TABLE_SQL
+from cancel_pipeline.warehouse.schema import (
+    DERIVED_TABLES,
+    KEY_COLUMNS,
+    WATERMARK_SOURCE,
+    ensure_schema,
+    table_column_schema,
+)
+from cancel_pipeline.warehouse.typed_orders import STAGE_ORDERS_SQL
+
+PREVIEW_ROWS = 10
+_TEMP_TABLES = (
+    "stage_orders",
+    "stage_versions",
+    "merged_versions",
+    "touched_orders",
+    *(f"{prefix}_{table}" for prefix in ("new", "changed", "gone") for table in CURRENT_TABLE_SQL),
+)
+
+
+@dataclass(frozen=True)
+class TableChanges:
+    """Rows a derivation wrote to one current-state table (summed over its batches)."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def __add__(self, other: TableChanges) -> TableChanges:
+        return TableChanges(
+            self.inserted + other.inserted, self.updated + other.updated, self.deleted + other.deleted
+        )
+
+
+@dataclass
+class DeriveResult:
+    """What one derivation did: counts for asset metadata and a preview of the canceled rows it changed."""
+
+    full_refresh: bool
+    watermark_before: int
+    watermark_after: int
+    pages_processed: int = 0
+    orders_seen: int = 0
+    new_versions: int = 0
+    rejects_added: int = 0
+    rejects_removed: int = 0
+    table_changes: dict[str, TableChanges] = field(
+        default_factory=lambda: {table: TableChanges() for table in CURRENT_TABLE_SQL}
+    )
+    canceled_orders_preview: list[dict[str, Any]] = field(default_factory=list)
+    canceled_line_items_preview: list[dict[str, Any]] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Every count as one flat mapping, named for display (e.g. `canceled_orders_inserted`)."""
+        flat = {
+            "pages_processed": self.pages_processed,
+            "orders_seen": self.orders_seen,
+            "new_versions": self.new_versions,
+            "rejects_added": self.rejects_added,
+            "rejects_removed": self.rejects_removed,
+            "watermark_page_seq": self.watermark_after,
+        }
+        for table, changes in self.table_changes.items():
+            flat[f"{table}_inserted"] = changes.inserted
+            flat[f"{table}_updated"] = changes.updated
+            flat[f"{table}_deleted"] = changes.deleted
+        for table, count in self.row_counts.items():
+            flat[f"{table}_row_count"] = count
+        return flat
+
+
+def read_watermark(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest raw page_seq already folded into the derived tables (0 when none)."""
+    row = con.execute(
+        "select last_page_seq from derivation_state where source = ?", [WATERMARK_SOURCE]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def derive_new_pages(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    now: datetime | None = None,
+    full_refresh: bool = False,
+    batch_pages: int = 200,
+) -> DeriveResult:
+    """Fold every raw page above the watermark into the derived tables, atomically.
+
+    `full_refresh` empties the derived tables and rebuilds them from every raw page. `now` is recorded as the
+    derivation time in `derivation_state`. On any error the transaction is rolled back, so every table and
+    the watermark are as they were before the call.
+    """
+    if batch_pages < 1:
+        raise ValueError("batch_pages must be at least 1")
+    derived_at = now or datetime.now(UTC)
+    ensure_schema(con)
+    con.execute("begin transaction")
+    try:
+        result = _derive_in_transaction(con, derived_at, full_refresh, batch_pages)
+        _drop_temp_tables(con)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return result
+
+
+def _derive_in_transaction(
+    con: duckdb.DuckDBPyConnection, derived_at: datetime, full_refresh: bool, batch_pages: int
+) -> DeriveResult:
+    watermark_before = read_watermark(con)
+    watermark = 0 if full_refresh else watermark_before
+    if full_refresh:
+        for table in DERIVED_TABLES:
+            con.execute(f"delete from {table}")
+    page_seqs = [
+        int(row[0])
+        for row in con.execute(
+            "select page_seq from raw_order_pages where page_seq > ? order by page_seq", [watermark]
+        ).fetchall()
+    ]
+    result = DeriveResult(
+        full_refresh=full_refresh,
+        watermark_before=watermark_before,
+        watermark_after=max([watermark, *page_seqs]),
+        pages_processed=len(page_seqs),
+    )
+    for start in range(0, len(page_seqs), batch_pages):
+        batch = page_seqs[start : start + batch_pages]
+        _derive_batch(con, batch[0], batch[-1], watermark, result)
+    result.rejects_removed = _drop_rejects_of_replaced_pages(con)
+    _write_watermark(con, result.watermark_after, watermark_before, derived_at)
+    result.row_counts = {
+        table: int(con.execute(f"select count(*) from {table}").fetchone()[0]) for table in DERIVED_TABLES
+    }
+    return result
+
+
+def _derive_batch(
+    con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: int, watermark: int, result: DeriveResult
+) -> None:
+    con.execute(STAGE_ORDERS_SQL, {"first_seq": first_seq, "last_seq": last_seq, "watermark": watermark})
+    result.orders_seen += _count(con, "select count(*) from stage_orders")
+    result.rejects_added += _replace_rejects(con, first_seq, last_seq, watermark)
+    result.new_versions += _merge_versions(con)
+    _mark_supersession(con)
+    for table, new_rows_sql in CURRENT_TABLE_SQL.items():
+        changes, changed_rows = _refresh_current_table(con, table, new_rows_sql)
+        result.table_changes[table] = result.table_changes[table] + changes
+        if table == "canceled_orders":
+            _extend_preview(result.canceled_orders_preview, changed_rows, KEY_COLUMNS[table])
+        elif table == "canceled_line_items":
+            _extend_preview(result.canceled_line_items_preview, changed_rows, KEY_COLUMNS[table])
+
+
+def _replace_rejects(con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: int, watermark: int) -> int:
+    """Replace the rejects of every page key in the batch (a re-fetched page supersedes its old rejects)."""
+    con.execute(
+        """
+        delete from order_rejects r
+        using (
+            select asset, partition_key, page_number from raw_order_pages
+            where page_seq between $first_seq and $last_seq and page_seq > $watermark
+        ) k
+        where r.asset = k.asset and r.partition_key = k.partition_key and r.page_number = k.page_number
+        """,
+        {"first_seq": first_seq, "last_seq": last_seq, "watermark": watermark},
+    )
+    con.execute(
+        """
+        insert into order_rejects by name
+        select order_id, reason, detail, asset, partition_key, page_number, page_seq, position, fetched_at,
+               raw_order, request_path
+        from stage_orders
+        where reason is not null
+        """
+    )
+    return _count(con, "select count(*) from stage_orders where reason is not null")
+
+
+def _merge_versions(con: duckdb.DuckDBPyConnection) -> int:
+    """Upsert the batch's good versions; returns how many (order_id, updated_at) were new."""
+    con.execute(
+        """
+        create or replace temp table stage_versions as
+        select
+            order_id, updated_at, order_name, created_at, cancelled_at, cancel_reason, closed_at,
+            financial_status, fulfillment_status, source_name, currency, total_price, test, line_items,
+            refunds, asset, partition_key, page_number, page_seq,
+            min(fetched_at) over version as first_fetched_at,
+            max(fetched_at) over version as last_fetched_at
+        from stage_orders
+        where reason is null
+        window version as (partition by order_id, updated_at)
+        qualify row_number() over (
+            partition by order_id, updated_at order by page_seq desc, position desc
+        ) = 1
+        """
+    )
+    new_versions = _count(
+        con,
+        """
+        select count(*) from stage_versions s
+        where not exists (
+            select 1 from order_versions v where v.order_id = s.order_id and v.updated_at = s.updated_at
+        )
+        """,
+    )
+    # Content comes from the latest fetch; fetch times span every fetch ever made of the version.
+    con.execute(
+        """
+        create or replace temp table merged_versions as
+        select
+            s.* replace (
+                least(s.first_fetched_at, v.first_fetched_at) as first_fetched_at,
+                greatest(s.last_fetched_at, v.last_fetched_at) as last_fetched_at
+            ),
+            v.superseded_at,
+            v.superseded_by_updated_at
+        from stage_versions s
+        left join order_versions v on v.order_id = s.order_id and v.updated_at = s.updated_at
+        """
+    )
+    con.execute(
+        """
+        delete from order_versions v using stage_versions s
+        where v.order_id = s.order_id and v.updated_at = s.updated_at
+        """
+    )
+    con.execute("insert into order_versions by name select * from merged_versions")
+    con.execute("create or replace temp table touched_orders as select distinct order_id from stage_versions")
+    return new_versions
+
+
+def _mark_supersession(con: duckdb.DuckDBPyConnection) -> None:
+    """Point each version of a touched order at the version that replaced it.
+
+    A version is superseded by the next greater updated_at of the same order, at the moment both were known
+    (the later of their first fetches), which does not depend on the order the pages were processed in.
+    """
+    con.execute(
+        """
+        update order_versions v
+        set superseded_by_updated_at = n.next_updated_at, superseded_at = n.next_known_at
+        from (
+            select
+                order_id,
+                updated_at,
+                lead(updated_at) over by_version as next_updated_at,
+                case
+                    when lead(updated_at) over by_version is not null
+                    then greatest(first_fetched_at, lead(first_fetched_at) over by_version)
+                end as next_known_at
+            from order_versions
+            where order_id in (select order_id from touched_orders)
+            window by_version as (partition by order_id order by updated_at)
+        ) n
+        where v.order_id = n.order_id and v.updated_at = n.updated_at
+          and (v.superseded_by_updated_at is distinct from n.next_updated_at
+               or v.superseded_at is distinct from n.next_known_at)
+        """
+    )
+
+
+def _refresh_current_table(
+    con: duckdb.DuckDBPyConnection, table: str, new_rows_sql: str
+) -> tuple[TableChanges, list[dict[str, Any]]]:
+    """Rewrite only the rows of `table` that differ from their recomputation for the touched orders."""
+    columns = ", ".join(name for name, _ in table_column_schema(con, table))
+    keys = KEY_COLUMNS[table]
+    key_list = ", ".join(keys)
+    key_match = " and ".join(f"t.{key} = k.{key}" for key in keys)
+    old_rows = f"select {columns} from {table} where order_id in (select order_id from touched_orders)"
+    con.execute(f"create or replace temp table new_{table} as select {columns} from ({new_rows_sql})")
+    con.execute(
+        f"create or replace temp table changed_{table} as select * from new_{table} except {old_rows}"
+    )
+    con.execute(
+        f"""
+        create or replace temp table gone_{table} as
+        select {key_list} from ({old_rows}) except select {key_list} from new_{table}
+        """
+    )
+    changed = _count(con, f"select count(*) from changed_{table}")
+    updated = _count(
+        con,
+        f"select count(*) from changed_{table} k where exists (select 1 from ({old_rows}) t where {key_match})",
+    )
+    deleted = _count(con, f"select count(*) from gone_{table}")
+    con.execute(
+        f"""
+        delete from {table} t using (
+            select {key_list} from changed_{table} union all select {key_list} from gone_{table}
+        ) k
+        where {key_match}
+        """
+    )
+    con.execute(f"insert into {table} select * from changed_{table}")
+    preview: list[dict[str, Any]] = []
+    if table in ("canceled_orders", "canceled_line_items"):
+        cursor = con.execute(f"select * from changed_{table} order by {key_list} limit {PREVIEW_ROWS}")
+        names = [column[0] for column in cursor.description]
+        preview = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return TableChanges(inserted=changed - updated, updated=updated, deleted=deleted), preview
+
+
+def _extend_preview(
+    preview: list[dict[str, Any]], rows: Sequence[dict[str, Any]], keys: tuple[str, ...]
+) -> None:
+    """Add `rows` to a run's preview: a later batch's row replaces an earlier one with the same key."""
+    position = {tuple(row[key] for key in keys): index for index, row in enumerate(preview)}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        if key in position:
+            preview[position[key]] = row
+        elif len(preview) < PREVIEW_ROWS:
+            position[key] = len(preview)
+            preview.append(row)
+
+
+def _drop_rejects_of_replaced_pages(con: duckdb.DuckDBPyConnection) -> int:
+    """Remove rejects whose page no longer exists in raw (its window was re-fetched with fewer pages)."""
+    removed = _count(
+        con,
+        """
+        select count(*) from order_rejects r
+        where not exists (select 1 from raw_order_pages p where p.page_seq = r.page_seq)
+        """,
+    )
+    if removed:
+        con.execute(
+            """
+            delete from order_rejects r
+            where not exists (select 1 from raw_order_pages p where p.page_seq = r.page_seq)
+            """
+        )
+    return removed
+
+
+def _write_watermark(
+    con: duckdb.DuckDBPyConnection, last_page_seq: int, previous_page_seq: int, derived_at: datetime
+) -> None:
+    con.execute(
+        """
+        insert or replace into derivation_state (source, last_page_seq, previous_page_seq, derived_at)
+        values (?, ?, ?, ?)
+        """,
+        [WATERMARK_SOURCE, last_page_seq, previous_page_seq, derived_at],
+    )
+
+
+def _drop_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in _TEMP_TABLES:
+        con.execute(f"drop table if exists temp.{table}")
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,88 @@
+"""`python -m cancel_pipeline.cli run`: the summary of the last day's orders."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from cancel_pipeline.cli import fetch_window, has_canceled_items, main
+from cancel_pipeline.shopify.client import ShopifyClient
+from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+
+NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def line(quantity: int, current: int | None, line_id: int = 1) -> dict:
+    item = {"id": line_id, "quantity": quantity}
+    if current is not None:
+        item["current_quantity"] = current
+    return item
+
+
+def refund(line_id: int, quantity: int, restock_type: str) -> dict:
+    return {"refund_line_items": [{"line_item_id": line_id, "quantity": quantity, "restock_type": restock_type}]}
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ({"line_items": [line(2, 2)], "refunds": []}, False),
+        ({"line_items": [line(2, 1)], "refunds": [refund(1, 1, "cancel")]}, True),
+        ({"line_items": [line(2, 1)], "refunds": []}, True),  # removed by an order edit
+        ({"line_items": [line(2, 1)], "refunds": [refund(1, 1, "return")]}, False),  # a return
+        ({"line_items": [line(2, 1)], "refunds": [refund(1, 1, "no_restock")]}, False),
+        ({"line_items": [line(3, 1)], "refunds": [refund(1, 1, "return")]}, True),  # return + edit
+        ({"line_items": [line(2, None)], "refunds": []}, False),
+        ({"line_items": "broken", "refunds": None}, False),
+    ],
+)
+def test_partial_cancellation_follows_the_design_rule(order: dict, expected: bool) -> None:
+    assert has_canceled_items(order) is expected
+
+
+def test_summary_counts_match_the_store() -> None:
+    store = DemoStore(clock=FrozenClock(NOW), bucket_size=400, leak_rate=20.0)
+    start = NOW - timedelta(hours=24)
+    with ShopifyClient(
+        "http://demo-store.local", access_token="demo-token", transport=httpx.WSGITransport(app=store)
+    ) as client:
+        seen = fetch_window(client, start, NOW)
+    orders = store.orders(status="any", updated_at_min=start, updated_at_max=NOW)
+    good = [o for o in orders if isinstance(o, dict) and isinstance(o.get("line_items"), list)]
+    assert seen.orders == len(orders)
+    assert seen.canceled_by_reason == Counter(o["cancel_reason"] for o in good if o.get("cancelled_at"))
+    assert seen.canceled > 0 and seen.partially_canceled > 0
+    assert seen.pages == client.stats.requests
+
+
+def test_run_prints_the_summary_for_a_served_store(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = DemoStore()  # real time: `run` asks for the 24 hours before now
+    with serve(store) as base_url:
+        monkeypatch.setenv("SHOPIFY_STORE", base_url)
+        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "demo-token")
+        assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    figures = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w[\w -]*?)\s{2,}(\d+)$", out, re.M)}
+    assert figures["orders"] > 0 and figures["pages"] >= 1 and figures["requests"] >= figures["pages"]
+    assert {"canceled orders", "partially canceled orders", "retries"} <= set(figures)
+    assert "cancel reason" in out and "rate-limit wait" in out
+
+
+def test_run_reports_a_refused_token_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve(DemoStore()) as base_url:
+        monkeypatch.setenv("SHOPIFY_STORE", base_url)
+        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "shpat_cli_wrong_token_55")
+        assert main(["run"]) == 2
+    captured = capsys.readouterr()
+    assert "error:" in captured.err and "401" in captured.err
+    assert "shpat_cli_wrong_token_55" not in captured.err + captured.out

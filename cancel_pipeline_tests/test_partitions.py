@@ -1,0 +1,110 @@
+"""The time windows, the bounds sent to Shopify, and the settings they are built from."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cancel_pipeline.partitions import (
+    CANCELED_ORDER_WINDOWS,
+    UPDATED_ORDER_WINDOWS,
+    range_partition_key,
+    requested_bounds,
+    window_partitions,
+)
+from cancel_pipeline.settings import DEFAULT_DUCKDB_PATH, PipelineSettings, SettingsError
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_defaults() -> None:
+    settings = PipelineSettings.from_env({})
+    assert settings.overlap == timedelta(minutes=10)
+    assert settings.settle_delay == timedelta(minutes=5)
+    assert (settings.canceled_window_minutes, settings.updated_window_minutes) == (30, 60)
+    assert (settings.reconciliation_hour, settings.reconciliation_minute) == (2, 15)
+    assert settings.sensor_interval_seconds == 60
+    assert settings.duckdb_path == DEFAULT_DUCKDB_PATH == "data/cancel_pipeline.duckdb"
+    assert settings.first_window_start.tzinfo is not None
+
+
+def test_settings_from_environment() -> None:
+    settings = PipelineSettings.from_env(
+        {
+            "CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-01T05:00:00+02:00",
+            "CANCEL_PIPELINE_OVERLAP_MINUTES": "3",
+            "CANCEL_PIPELINE_CANCELED_WINDOW_MINUTES": "15",
+            "CANCEL_PIPELINE_DUCKDB": "elsewhere/w.duckdb",
+        }
+    )
+    assert settings.first_window_start == utc("2026-03-01T03:00:00")
+    assert settings.overlap == timedelta(minutes=3)
+    assert settings.canceled_window_minutes == 15
+    assert settings.duckdb_path == "elsewhere/w.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CANCEL_PIPELINE_OVERLAP_MINUTES", "ten", "must be an integer"),
+        ("CANCEL_PIPELINE_CANCELED_WINDOW_MINUTES", "45", "must divide 60"),
+        ("CANCEL_PIPELINE_RECONCILIATION_HOUR", "24", "between 0 and 23"),
+        ("CANCEL_PIPELINE_FIRST_WINDOW", "yesterday", "ISO 8601"),
+        ("CANCEL_PIPELINE_FIRST_WINDOW", "2026-03-01T00:00:30Z", "whole minute"),
+    ],
+)
+def test_invalid_settings_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as error:
+        PipelineSettings.from_env({name: value})
+    assert name in str(error.value)
+
+
+def test_windows_are_utc_half_hours_and_hours() -> None:
+    window = CANCELED_ORDER_WINDOWS.time_window_for_partition_key("2026-03-02-01:30")
+    assert (window.start, window.end) == (utc("2026-03-02T01:30"), utc("2026-03-02T02:00"))
+    hour = UPDATED_ORDER_WINDOWS.time_window_for_partition_key("2026-03-02-01:00")
+    assert (hour.start, hour.end) == (utc("2026-03-02T01:00"), utc("2026-03-02T02:00"))
+
+
+def test_first_window_comes_from_the_settings() -> None:
+    settings = PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-02T00:00:00Z"})
+    windows = window_partitions(30, settings)
+    keys = windows.get_partition_keys(current_time=utc("2026-03-02T01:10"))
+    assert keys[0] == "2026-03-02-00:00"
+
+
+def test_the_window_in_progress_is_a_partition() -> None:
+    windows = window_partitions(30, PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-02"}))
+    # At 01:10 the 01:00 window is still open, and exists so the sensor can materialize it.
+    assert windows.get_partition_keys(current_time=utc("2026-03-02T01:10")) == [
+        "2026-03-02-00:00",
+        "2026-03-02-00:30",
+        "2026-03-02-01:00",
+    ]
+
+
+def test_requested_bounds_reach_back_by_the_overlap() -> None:
+    lo, hi = requested_bounds(
+        utc("2026-03-02T01:30"),
+        utc("2026-03-02T02:00"),
+        now=utc("2026-03-05T00:00"),
+        overlap=timedelta(minutes=10),
+    )
+    assert (lo, hi) == (utc("2026-03-02T01:20"), utc("2026-03-02T02:00"))
+
+
+def test_requested_bounds_of_the_window_in_progress_stop_at_now() -> None:
+    _, hi = requested_bounds(
+        utc("2026-03-02T01:30"), utc("2026-03-02T02:00"), now=utc("2026-03-02T01:42"), overlap=timedelta(0)
+    )
+    assert hi == utc("2026-03-02T01:42")
+
+
+def test_range_partition_key() -> None:
+    assert range_partition_key(["2026-03-02-01:30"]) == "2026-03-02-01:30"
+    assert range_partition_key(["2026-03-02-00:00", "2026-03-02-00:30", "2026-03-02-01:00"]) == (
+        "2026-03-02-00:00...2026-03-02-01:00"
+    )

@@ -1,0 +1,97 @@
+"""ShopifyResource: configuration from the environment, the demo-store default, and use inside Dagster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline.shopify.errors import ShopifyConfigError
+from cancel_pipeline.shopify.resource import DEMO_BASE_URL, ShopifyResource, shared_demo_store
+
+VARIABLES = (
+    "SHOPIFY_STORE",
+    "SHOPIFY_ACCESS_TOKEN",
+    "SHOPIFY_CLIENT_ID",
+    "SHOPIFY_CLIENT_SECRET",
+    "SHOPIFY_API_VERSION",
+    "SHOPIFY_BUCKET_SIZE",
+    "SHOPIFY_LEAK_RATE",
+)
+NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_from_env_passes_secrets_as_env_vars_not_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOPIFY_STORE", "my-shop")
+    monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "shpat_resource_secret")
+    monkeypatch.setenv("SHOPIFY_API_VERSION", "2026-01")
+    monkeypatch.setenv("SHOPIFY_BUCKET_SIZE", "400")
+    monkeypatch.setenv("SHOPIFY_LEAK_RATE", "20")
+    resource = ShopifyResource.from_env()
+    assert isinstance(resource.access_token, dg.EnvVar)
+    assert resource.access_token.env_var_name == "SHOPIFY_ACCESS_TOKEN"
+    assert resource.client_secret is None  # unset variables are not passed at all
+    assert (resource.bucket_size, resource.leak_rate) == (400, 20.0)
+    with resource.get_client() as client:
+        assert client.store == "my-shop.myshopify.com" and client.api_version == "2026-01"
+
+
+def test_without_a_store_the_demo_store_answers_in_process() -> None:
+    resource = ShopifyResource.from_env()
+    assert resource.uses_demo_store
+    with resource.get_client() as client:
+        assert client.store == DEMO_BASE_URL.removeprefix("http://")
+        demo = shared_demo_store(400, 20.0)  # Plus-sized by default, so local runs are quick
+        end = demo.clock().replace(microsecond=0)
+        window = {"updated_at_min": end - timedelta(hours=24), "updated_at_max": end}
+        assert client.count_orders(**window) == demo.count_orders(status="any", **window) > 0
+        page = next(client.iter_order_pages(**window))
+        assert page.order_count > 0 and page.request_path.startswith("/admin/api/")
+
+
+def test_both_credential_kinds_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOPIFY_STORE", "my-shop")
+    monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "shpat_x")
+    monkeypatch.setenv("SHOPIFY_CLIENT_ID", "id")
+    monkeypatch.setenv("SHOPIFY_CLIENT_SECRET", "secret-value-9")
+    with pytest.raises(ShopifyConfigError, match="not both") as caught:
+        ShopifyResource.from_env().get_client()
+    assert "secret-value-9" not in str(caught.value) and "shpat_x" not in str(caught.value)
+
+
+@pytest.mark.parametrize("grant", [False, True])
+def test_a_dagster_asset_reads_a_served_store_through_the_resource(
+    monkeypatch: pytest.MonkeyPatch, grant: bool
+) -> None:
+    store = DemoStore(clock=FrozenClock(NOW))
+    with serve(store) as base_url:
+        monkeypatch.setenv("SHOPIFY_STORE", base_url)
+        if grant:
+            monkeypatch.setenv("SHOPIFY_CLIENT_ID", "demo-client")
+            monkeypatch.setenv("SHOPIFY_CLIENT_SECRET", "demo-secret")
+        else:
+            monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "demo-token")
+
+        @dg.asset
+        def canceled_count(shopify: ShopifyResource) -> int:
+            with shopify.get_client() as client:
+                return client.count_orders(status="cancelled", updated_at_min=NOW - timedelta(days=2))
+
+        result = dg.materialize(
+            [canceled_count],
+            resources={"shopify": ShopifyResource.from_env()},
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+        assert result.success
+        expected = store.count_orders(status="cancelled", updated_at_min=NOW - timedelta(days=2))
+        assert result.output_for_node("canceled_count") == expected > 0
