@@ -1,21 +1,29 @@
 """Command line of cancel_pipeline: `python -m cancel_pipeline.cli <command>` (`make run` runs `run`).
 
-Each command is one function registered in `COMMANDS`, so a command can be replaced without touching the
-others. `run` currently fetches the last day of orders through the Shopify client and prints what it saw.
+- `run`: the main job. Catches up the last days of both raw feeds and every table and check through Dagster,
+  recorded in the project's instance, then prints a summary of the warehouse.
+- `fetch`: a read-only look at the store: fetches the last hours of orders through the client and prints
+  what it saw, without touching the warehouse (a quick check of credentials and connectivity).
+
+Each command is one function registered in `COMMANDS`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from tabulate import tabulate
 
+from cancel_pipeline.main_job import RunFailed, catch_up
 from cancel_pipeline.shopify.client import ShopifyClient
 from cancel_pipeline.shopify.errors import ShopifyError
 from cancel_pipeline.shopify.pages import OrderPage
@@ -117,7 +125,7 @@ def render_summary(
     return "\n".join(lines)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def fetch_command(args: argparse.Namespace) -> int:
     """Fetch the last `--hours` of orders and print the summary."""
     resource = ShopifyResource.from_env()
     end = datetime.now(UTC).replace(microsecond=0)
@@ -128,15 +136,48 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="fetch the last day of orders and print a summary")
+def _add_fetch(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("fetch", help="fetch the last day of orders and print a summary")
     parser.add_argument("--hours", type=float, default=24.0, help="length of the window, ending now")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the main job over the last `--days` and print the warehouse summary."""
+    ensure_dagster_home()
+    print(catch_up(timedelta(days=args.days), log_level=args.log_level))
+    return 0
+
+
+def ensure_dagster_home(default: Path = Path(".dagster_home")) -> Path:
+    """The instance folder runs are recorded in: `DAGSTER_HOME`, else `.dagster_home/` (as `make` sets it),
+    given the project's `dagster.yaml` when it has none."""
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists() and Path("dagster.yaml").exists():
+        shutil.copyfile("dagster.yaml", instance_yaml)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _add_run(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="catch up the last days of both feeds and every table through Dagster"
+    )
+    parser.add_argument("--days", type=float, default=2.0, help="how far back to catch up (default 2)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Dagster's log level",
+    )
 
 
 COMMANDS: dict[
     str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]
 ] = {
     "run": (_add_run, run_command),
+    "fetch": (_add_fetch, fetch_command),
 }
 
 
@@ -157,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command][1](args)
+    except RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ShopifyError as exc:
         # Typed client errors carry an actionable, secret-free message; a traceback adds nothing.
         print(f"error: {exc}", file=sys.stderr)

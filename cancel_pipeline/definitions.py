@@ -1,8 +1,12 @@
-"""The one Definitions object of cancel_pipeline."""
+"""The one Definitions object of cancel_pipeline.
+
+Assets and asset checks are collected from their modules, so a new asset in `cancel_pipeline.assets` joins the
+jobs (which select each raw asset and everything downstream of it), the schedules and the sensor by itself.
+"""
 
 import dagster as dg
 
-from cancel_pipeline import assets
+from cancel_pipeline import assets, checks
 from cancel_pipeline.jobs import RAW_ASSET_JOBS
 from cancel_pipeline.resources import build_resources
 from cancel_pipeline.schedules import SCHEDULES
@@ -10,7 +14,10 @@ from cancel_pipeline.sensors import SENSORS
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(assets),
-    asset_checks=dg.load_asset_checks_from_package_module(assets),
+    asset_checks=[
+        *dg.load_asset_checks_from_package_module(assets),
+        *dg.load_asset_checks_from_modules([checks]),
+    ],
     jobs=list(RAW_ASSET_JOBS),
     schedules=list(SCHEDULES),
     sensors=list(SENSORS),

@@ -1,4 +1,4 @@
-"""`python -m cancel_pipeline.cli run`: the summary of the last day's orders."""
+"""`python -m cancel_pipeline.cli`: `fetch` (a read-only look at the store) and `run` (the main job)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def line(quantity: int, current: int | None, line_id: int = 1) -> dict:
 
 
 def refund(line_id: int, quantity: int, restock_type: str) -> dict:
-    return {"refund_line_items": [{"line_item_id": line_id, "quantity": quantity, "restock_type": restock_type}]}
+    return {
+        "refund_line_items": [{"line_item_id": line_id, "quantity": quantity, "restock_type": restock_type}]
+    }
 
 
 @pytest.mark.parametrize(
@@ -61,14 +63,14 @@ def test_summary_counts_match_the_store() -> None:
     assert seen.pages == client.stats.requests
 
 
-def test_run_prints_the_summary_for_a_served_store(
+def test_fetch_prints_the_summary_for_a_served_store(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = DemoStore()  # real time: `run` asks for the 24 hours before now
     with serve(store) as base_url:
         monkeypatch.setenv("SHOPIFY_STORE", base_url)
         monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "demo-token")
-        assert main(["run"]) == 0
+        assert main(["fetch"]) == 0
     out = capsys.readouterr().out
     figures = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w[\w -]*?)\s{2,}(\d+)$", out, re.M)}
     assert figures["orders"] > 0 and figures["pages"] >= 1 and figures["requests"] >= figures["pages"]
@@ -76,13 +78,13 @@ def test_run_prints_the_summary_for_a_served_store(
     assert "cancel reason" in out and "rate-limit wait" in out
 
 
-def test_run_reports_a_refused_token_without_a_traceback(
+def test_fetch_reports_a_refused_token_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with serve(DemoStore()) as base_url:
         monkeypatch.setenv("SHOPIFY_STORE", base_url)
         monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "shpat_cli_wrong_token_55")
-        assert main(["run"]) == 2
+        assert main(["fetch"]) == 2
     captured = capsys.readouterr()
     assert "error:" in captured.err and "401" in captured.err
     assert "shpat_cli_wrong_token_55" not in captured.err + captured.out

@@ -111,9 +111,12 @@ def test_5xx_and_truncated_body_mid_walk_are_recovered() -> None:
 def test_bad_token_gives_a_clear_error_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "shpat_wrong_0f1e2d3c4b5a69788796a5b4"
-    with served() as (_, base_url), client_for(base_url, access_token=wrong) as client:
-        with pytest.raises(ShopifyAuthError) as caught:
-            next(client.iter_order_pages(**WINDOW))
+    with (
+        served() as (_, base_url),
+        client_for(base_url, access_token=wrong) as client,
+        pytest.raises(ShopifyAuthError) as caught,
+    ):
+        next(client.iter_order_pages(**WINDOW))
     error = caught.value
     assert error.status == 401 and "401" in str(error)
     assert "SHOPIFY_ACCESS_TOKEN" in str(error) and "/orders.json" in str(error)
@@ -185,10 +188,12 @@ def test_expired_granted_token_is_exchanged_again_after_a_401() -> None:
 def test_wrong_client_secret_is_refused_clearly(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "not-the-demo-secret-7c1f"
-    with served() as (_, base_url):
-        with ShopifyClient(base_url, client_id="demo-client", client_secret=secret) as client:
-            with pytest.raises(ShopifyAuthError) as caught:
-                client.count_orders()
+    with (
+        served() as (_, base_url),
+        ShopifyClient(base_url, client_id="demo-client", client_secret=secret) as client,
+        pytest.raises(ShopifyAuthError) as caught,
+    ):
+        client.count_orders()
     assert "SHOPIFY_CLIENT_SECRET" in str(caught.value) and "401" in str(caught.value)
     for shown in (str(caught.value), repr(caught.value), repr(caught.value.args), caplog.text):
         assert secret not in shown

@@ -41,7 +41,7 @@ def test_jobs_pick_up_unpartitioned_tables_downstream_of_their_raw_asset() -> No
     with_derived = dg.Definitions(
         assets=[raw_canceled_order_pages, raw_updated_order_pages, derived_tables],
         jobs=[canceled_order_job, canceled_items_job],
-        resources=defs.resources,
+        resources={"shopify": ShopifyResource(), "duckdb": WarehouseResource(database=":memory:")},
     )
     for job_name in ("canceled_order_job", "canceled_items_job"):
         keys = with_derived.resolve_job_def(job_name).asset_layer.selected_asset_keys

@@ -81,7 +81,7 @@ def comparable_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     windows=st.lists(window, min_size=1, max_size=4),
     kinds=st.dictionaries(st.tuples(st.integers(1, 5), st.integers(0, 3)), st.sampled_from(KINDS)),

@@ -32,12 +32,10 @@ def utc(text: str) -> datetime:
 
 def tick(name: str, at: str) -> list[dg.RunRequest]:
     schedule = defs.resolve_schedule_def(name)
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=utc(at), repository_def=defs.get_repository_def()
-        )
-        data = schedule.evaluate_tick(context)
-    return list(data.run_requests or [])
+    context = dg.build_schedule_context(
+        scheduled_execution_time=utc(at), repository_def=defs.get_repository_def()
+    )
+    return list(schedule.evaluate_tick(context).run_requests or [])
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,8 @@ def raw_refreshed_order_pages(
             ensure_schema(con)
             flagged = [order.order_id for order in stuck_orders(con, datetime.now(UTC))]
         context.log.info(f"The stuck check flags {len(flagged)} orders")
-        order_ids += [order_id for order_id in flagged if order_id not in set(order_ids)]
+        requested = set(order_ids)
+        order_ids += [order_id for order_id in flagged if order_id not in requested]
     if not order_ids and not config.stuck:
         raise dg.Failure(
             description="refresh_orders needs `order_ids` (a list of Shopify order ids) or `stuck: true`.",
@@ -60,7 +61,7 @@ def raw_refreshed_order_pages(
             landed = land_pages(
                 con,
                 asset=REFRESH_SOURCE,
-                partition_key=context.run_id,
+                partition_key=context.run.run_id,
                 window_start=None,
                 window_end=None,
                 requested_min=None,

@@ -2,9 +2,10 @@
 
 `derive_new_pages` folds every raw page above the stored watermark into the derived tables in one
 transaction. Pages are taken in `page_seq` order, in batches of `batch_pages`, so memory stays bounded however
-large a backfill is: each batch's pages are unnested once into a temp table of typed orders
-(`typed_orders.STAGE_ORDERS_SQL`), then rejects, versions, supersession and the current-state tables of the
-orders the batch touched are updated with a handful of statements. Nothing loops over orders in Python.
+large a backfill is: each batch's pages are unnested, `STAGE_PAGES` pages a statement, into a temp table
+of typed orders (`typed_orders.STAGE_ORDERS_SQL`), then rejects, versions, supersession and the current-state
+tables of the orders the batch touched are updated with a handful of statements. Nothing loops over orders
+in Python.
 
 Convergence: a version is keyed by (order_id, updated_at); its content is that of its latest fetch (highest
 page_seq), its fetch times are the min/max over every fetch, and the current tables show each order's
@@ -28,9 +29,12 @@ from cancel_pipeline.warehouse.schema import (
     ensure_schema,
     table_column_schema,
 )
-from cancel_pipeline.warehouse.typed_orders import STAGE_ORDERS_SQL
+from cancel_pipeline.warehouse.typed_orders import APPEND_STAGE_ORDERS_SQL, STAGE_ORDERS_SQL
 
 PREVIEW_ROWS = 10
+STAGE_PAGES = 8
+"""Pages parsed per statement: parsing takes ~10x a page's size in memory while the statement runs, so a
+batch is staged a few pages at a time and only then merged (merging costs per batch, not per page)."""
 _TEMP_TABLES = (
     "stage_orders",
     "stage_versions",
@@ -149,8 +153,7 @@ def _derive_in_transaction(
         pages_processed=len(page_seqs),
     )
     for start in range(0, len(page_seqs), batch_pages):
-        batch = page_seqs[start : start + batch_pages]
-        _derive_batch(con, batch[0], batch[-1], watermark, result)
+        _derive_batch(con, page_seqs[start : start + batch_pages], watermark, result)
     result.rejects_removed = _drop_rejects_of_replaced_pages(con)
     _write_watermark(con, result.watermark_after, watermark_before, derived_at)
     result.row_counts = {
@@ -160,9 +163,15 @@ def _derive_in_transaction(
 
 
 def _derive_batch(
-    con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: int, watermark: int, result: DeriveResult
+    con: duckdb.DuckDBPyConnection, batch: list[int], watermark: int, result: DeriveResult
 ) -> None:
-    con.execute(STAGE_ORDERS_SQL, {"first_seq": first_seq, "last_seq": last_seq, "watermark": watermark})
+    first_seq, last_seq = batch[0], batch[-1]
+    for start in range(0, len(batch), STAGE_PAGES):
+        chunk = batch[start : start + STAGE_PAGES]
+        con.execute(
+            STAGE_ORDERS_SQL if start == 0 else APPEND_STAGE_ORDERS_SQL,
+            {"first_seq": chunk[0], "last_seq": chunk[-1], "watermark": watermark},
+        )
     result.orders_seen += _count(con, "select count(*) from stage_orders")
     result.rejects_added += _replace_rejects(con, first_seq, last_seq, watermark)
     result.new_versions += _merge_versions(con)

@@ -1,9 +1,10 @@
 """SQL that unnests a range of raw pages into one typed row per order object, with a reject reason.
 
-Each page body is split into its order objects once; each object is parsed once against an explicit structure
-(`json_transform`), never an inferred one. Every field is first read as text or JSON so that "present but
-unparseable" can be told apart from "missing", then cast with TRY_CAST. The first failing rule, in the order of
-`REJECT_REASONS`, becomes the object's `reason`; objects without one are good versions.
+Each page body is parsed once against an explicit structure (`json_transform`), never an inferred one and
+never per field. Every field is first read as text or JSON so that "present but unparseable" can be told apart
+from "missing", then cast with TRY_CAST. The first failing rule, in the order of `REJECT_REASONS`, becomes
+the object's `reason`; objects without one are good versions. Only a rejected object is extracted verbatim
+(by its position in the page), because re-serializing every object costs as much as the rest of the step.
 """
 
 from __future__ import annotations
@@ -42,20 +43,18 @@ _REFUNDS_STRUCTURE = (
 _INTEGER_JSON_TYPES = "('UBIGINT', 'BIGINT')"
 
 # Parameters: the first and last page_seq of the batch (inclusive) and the watermark below which pages are done.
-STAGE_ORDERS_SQL = f"""
-create or replace temp table stage_orders as
+TYPED_ORDERS_SELECT = f"""
 with pages as (
-    select page_seq, asset, partition_key, page_number, fetched_at, request_path, body,
-           json_extract(body, '$.orders[*]') as objects
+    select page_seq, asset, partition_key, page_number, fetched_at, request_path,
+           json_transform(body, '{{"orders":[{_ORDER_FIELDS}]}}').orders as objects
     from raw_order_pages
     where page_seq between $first_seq and $last_seq and page_seq > $watermark
 ),
 fields as (
-    -- Parallel unnests of equal-length lists zip together: the raw object (kept for rejects), its fields
-    -- and its position. (UNNEST ... WITH ORDINALITY is far slower here.)
+    -- Parallel unnests of equal-length lists zip together: an object's fields and its position.
+    -- (UNNEST ... WITH ORDINALITY is far slower here.)
     select page_seq, asset, partition_key, page_number, fetched_at, request_path,
-           unnest(objects) as obj,
-           unnest(json_transform(body, '{{"orders":[{_ORDER_FIELDS}]}}').orders) as f,
+           unnest(objects) as f,
            generate_subscripts(objects, 1)::integer as position
     from pages
 ),
@@ -110,6 +109,16 @@ reasoned as (
             )) then 'refund_created_at_unparseable'
         end as reason
     from checked c
+),
+rejected as (
+    -- Only a rejected object is kept verbatim, so only its page is read again, and only for that object
+    -- (carrying every page's body along its 250 unnested rows would copy it 250 times).
+    select r.*,
+           json_extract(p.body, '$.orders[' || (r.position - 1) || ']') as obj
+    from reasoned r
+    left join (
+        select page_seq, body from raw_order_pages where page_seq between $first_seq and $last_seq
+    ) p on p.page_seq = r.page_seq and r.reason is not null
 )
 select
     page_seq, asset, partition_key, page_number, fetched_at, request_path, position, reason,
@@ -130,7 +139,7 @@ select
             lambda t: try_cast(t as timestamptz) is null
         )), '')
     end as detail,
-    case when reason is not null then obj end as raw_order,
+    obj as raw_order,
     order_id,
     updated_at_ts as updated_at,
     f.name as order_name,
@@ -150,5 +159,11 @@ select
         created_at := try_cast(r.created_at as timestamptz),
         refund_line_items := coalesce(r.refund_line_items, [])::{REFUND_LINE_ITEM_TYPE}[]
     )) as refunds
-from reasoned
+from rejected
 """
+
+STAGE_ORDERS_SQL = "create or replace temp table stage_orders as " + TYPED_ORDERS_SELECT
+"""Replaces the temp table `stage_orders` with the typed orders of a range of pages."""
+
+APPEND_STAGE_ORDERS_SQL = "insert into stage_orders " + TYPED_ORDERS_SELECT
+"""Appends the typed orders of a further range of pages to `stage_orders`."""

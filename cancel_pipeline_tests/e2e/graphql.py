@@ -20,6 +20,7 @@ _ASSET_NODES = """
 query AssetNodes {
   assetNodes {
     assetKey { path }
+    groupName
     isPartitioned
     isMaterializable
     dependencyKeys { path }
@@ -122,6 +123,7 @@ class AssetNode:
     """What the asset graph says about one asset."""
 
     key: str
+    group: str
     is_partitioned: bool
     is_materializable: bool
     dependencies: tuple[str, ...]
@@ -149,6 +151,7 @@ class AssetState:
     num_partitions: int | None
     num_failed: int | None
     latest_materialization_run_id: str | None
+    latest_materialization_partition: str | None
     checks: Mapping[str, CheckResult]
 
 
@@ -205,6 +208,7 @@ class DagsterGraphQLClient:
             key = "/".join(node["assetKey"]["path"])
             nodes[key] = AssetNode(
                 key=key,
+                group=node["groupName"],
                 is_partitioned=node["isPartitioned"],
                 is_materializable=node["isMaterializable"],
                 dependencies=tuple("/".join(dep["path"]) for dep in node["dependencyKeys"]),
@@ -276,6 +280,7 @@ class DagsterGraphQLClient:
             num_partitions=stats.get("numPartitions"),
             num_failed=stats.get("numFailed"),
             latest_materialization_run_id=materializations[0]["runId"] if materializations else None,
+            latest_materialization_partition=materializations[0]["partition"] if materializations else None,
             checks={check["name"]: _check_result(check) for check in checks_or_error["checks"]},
         )
 

@@ -5,6 +5,7 @@ Screenshots go to `screenshots/` (git-ignored) so a person can look at what the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,24 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, completed_backfill: CompletedBackfill) -> Iterator[Any]:
+def page(
+    browser: Any, completed_backfill: CompletedBackfill, screenshots_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     """A fresh page on the running UI, opened only once the backfill is done."""
     context = browser.new_context(
         viewport={"width": 1600, "height": 1000}, base_url=completed_backfill.server.base_url
     )
     context.set_default_timeout(UI_TIMEOUT_MS)
     try:
-        yield context.new_page()
+        page = context.new_page()
+        # Dagster's first-visit "Join the community" dialog covers the UI whenever it shows up.
+        page.add_locator_handler(
+            page.get_by_text("Join the Dagster community"),
+            lambda _dialog: page.get_by_role("button", name="Skip").click(),
+        )
+        yield page
+        # What the page showed last, kept to explain a failure.
+        page.screenshot(path=screenshots_dir / f"last_{request.node.name}.png")
     finally:
         context.close()
 
@@ -55,20 +66,54 @@ def page(browser: Any, completed_backfill: CompletedBackfill) -> Iterator[Any]:
 def test_asset_graph_shows_the_project_assets(
     page: Any, graphql: DagsterGraphQLClient, screenshots_dir: Path
 ) -> None:
-    assets = sorted(graphql.asset_nodes())
+    nodes = graphql.asset_nodes()
     page.goto("/asset-groups")
-    for key in assets:
-        page.get_by_text(key, exact=True).first.wait_for()
+    graph = page.locator("svg foreignObject")
+    # The global graph opens with every group collapsed: open each one. A group header may lie under the
+    # side panel once another group has grown, so the click is dispatched to the header itself.
+    for group in sorted({node.group for node in nodes.values()}):
+        graph.get_by_text(group, exact=True).first.dispatch_event("click")
+    graph.get_by_text(BACKFILL_ROOT, exact=True).first.wait_for()
+    # The graph draws only the nodes in view and fits the view to the graph when it loads; the UI keeps
+    # the open groups, so a reload shows every asset.
+    page.reload()
+    for key in sorted(nodes):
+        graph.get_by_text(key, exact=True).first.wait_for()
+    page.get_by_text("Materialized", exact=True).first.wait_for()  # live status has arrived
     page.screenshot(path=screenshots_dir / "asset_graph.png")
 
 
 def test_asset_page_shows_partitions_and_latest_materialization(
-    page: Any, completed_backfill: CompletedBackfill, screenshots_dir: Path
+    page: Any, graphql: DagsterGraphQLClient, completed_backfill: CompletedBackfill, screenshots_dir: Path
 ) -> None:
     _first, last = completed_backfill.ranges[BACKFILL_ROOT]
-    page.goto(f"/assets/{BACKFILL_ROOT}?view=partitions")
-    page.get_by_text(last, exact=True).first.wait_for()
+    page.goto(f"/assets/{BACKFILL_ROOT}?view=partitions&partition={last}")
+    counts = page.get_by_text(re.compile(r"^Materialized \((\d+)\)$")).first
+    counts.wait_for()
+    materialized = int(re.search(r"\d+", counts.inner_text()).group())
+    assert materialized >= 12, f"the partitions tab shows {materialized} materialized windows"
+    page.get_by_text("Failed (0)", exact=True).first.wait_for()
     page.screenshot(path=screenshots_dir / "asset_partitions.png")
+    latest = graphql.asset_state(BACKFILL_ROOT).latest_materialization_partition
+    assert latest is not None
     page.goto(f"/assets/{BACKFILL_ROOT}")
-    page.get_by_text("Latest materialization").first.wait_for()
+    page.get_by_text("Latest materialization", exact=True).first.wait_for()
+    page.get_by_text(latest, exact=True).first.wait_for()
     page.screenshot(path=screenshots_dir / "asset_overview.png")
+
+
+def test_stuck_orders_check_shows_its_result(
+    page: Any, graphql: DagsterGraphQLClient, completed_backfill: CompletedBackfill, screenshots_dir: Path
+) -> None:
+    asset, check = STUCK_CHECK
+    if asset not in completed_backfill.ranges:
+        pytest.skip(f"{asset} is not downstream of {BACKFILL_ROOT} in the definitions yet")
+    result = graphql.asset_state(asset).checks.get(check)
+    if result is None:
+        pytest.skip(f"the check {check} on {asset} is not defined yet")
+    assert result.passed is not None, f"{check} has no result after the backfill"
+    page.goto(f"/assets/{asset}?view=checks")
+    page.get_by_text(check, exact=True).first.click()
+    page.get_by_text("Evaluation result").first.wait_for()
+    page.get_by_text("Passed" if result.passed else "Failed", exact=True).first.wait_for()
+    page.screenshot(path=screenshots_dir / "stuck_orders_check.png")

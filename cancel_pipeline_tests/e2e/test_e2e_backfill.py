@@ -22,7 +22,14 @@ from cancel_pipeline_tests.e2e.selection import partition_keys_in_range
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-EXPECTED_BACKFILL_ASSETS: tuple[str, ...] = ("raw_canceled_order_pages",)
+EXPECTED_BACKFILL_ASSETS: tuple[str, ...] = (
+    "raw_canceled_order_pages",
+    "order_versions",
+    "order_rejects",
+    "canceled_orders",
+    "canceled_line_items",
+    "orders",
+)
 """Assets at or downstream of `BACKFILL_ROOT` in definitions.py; add derived tables as they are defined."""
 
 EXPECTED_CHECKS: dict[str, tuple[str, ...]] = {}
@@ -87,11 +94,50 @@ def verify_orders(con: duckdb.DuckDBPyConnection, store: DemoStore) -> None:
         assert table.get(order_id) == "canceled", f"order {order_id}: {table.get(order_id)!r}"
 
 
+def verify_order_versions(con: duckdb.DuckDBPyConnection, store: DemoStore) -> None:
+    """Every well-formed order landed by the backfill has its version in `order_versions`."""
+    _rows, landed = landed_canceled_orders(con)
+    versions = set(con.execute("select order_id from order_versions").fetchall())
+    missing = [order_id for order_id in landed if isinstance(order_id, int) and (order_id,) not in versions]
+    assert not missing, f"landed orders missing from order_versions: {missing}"
+
+
+def verify_order_rejects(con: duckdb.DuckDBPyConnection, store: DemoStore) -> None:
+    """A reject names its reason and its page; no well-formed canceled order of the backfill is rejected."""
+    _rows, landed = landed_canceled_orders(con)
+    rejects = con.execute("select order_id, reason, page_seq from order_rejects").fetchall()
+    assert all(reason and page_seq is not None for _id, reason, page_seq in rejects), rejects
+    typed = con.execute("select distinct order_id from order_versions").fetchall()
+    rejected_only = {order_id for order_id, _, _ in rejects} - {order_id for (order_id,) in typed}
+    assert not rejected_only & set(landed), "a landed canceled order was rejected and never typed"
+
+
+def verify_canceled_line_items(con: duckdb.DuckDBPyConnection, store: DemoStore) -> None:
+    """Each line of a fully canceled order landed by the backfill is canceled whole, once."""
+    _rows, landed = landed_canceled_orders(con)
+    rows = con.execute(
+        "select order_id, line_item_id, quantity, canceled_quantity, order_canceled from canceled_line_items"
+    ).fetchall()
+    assert len(rows) == len({(order_id, line_id) for order_id, line_id, *_ in rows}), "key is not unique"
+    by_order: dict[int, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_order.setdefault(row[0], []).append(row)
+    for order_id, order in landed.items():
+        if not isinstance(order_id, int):
+            continue
+        lines = by_order.get(order_id, [])
+        assert len(lines) == len(order["line_items"]), f"order {order_id}: {len(lines)} canceled lines"
+        assert all(quantity == canceled and whole for _o, _l, quantity, canceled, whole in lines), lines
+
+
 TableVerifier = Callable[[duckdb.DuckDBPyConnection, DemoStore], None]
 
 TABLE_VERIFIERS: dict[str, TableVerifier] = {
     "raw_canceled_order_pages": verify_raw_canceled_order_pages,
+    "order_versions": verify_order_versions,
+    "order_rejects": verify_order_rejects,
     "canceled_orders": verify_canceled_orders,
+    "canceled_line_items": verify_canceled_line_items,
     "orders": verify_orders,
 }
 """How each expected asset's table is checked against the demo store."""

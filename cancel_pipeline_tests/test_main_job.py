@@ -1,0 +1,113 @@
+"""`make run`'s main job: planning the catch-up, and `cli run` end to end in a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cancel_pipeline.main_job import ALWAYS_REREAD, contiguous_ranges, plan_feed
+from cancel_pipeline.partitions import window_partitions
+from cancel_pipeline.settings import PipelineSettings
+from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+
+PROJECT = Path(__file__).resolve().parents[1]
+KEYS = [f"k{index:03d}" for index in range(60)]
+
+
+@given(st.sets(st.sampled_from(KEYS)))
+def test_contiguous_ranges_cover_exactly_the_keys(keys: set[str]) -> None:
+    ranges = contiguous_ranges(sorted(keys), KEYS)
+    covered = [key for first, last in ranges for key in KEYS[KEYS.index(first) : KEYS.index(last) + 1]]
+    assert covered == sorted(keys)
+    # Ranges are maximal: two neighbouring ranges always leave a gap between them.
+    for (_, last), (first, _) in itertools.pairwise(ranges):
+        assert KEYS.index(first) > KEYS.index(last) + 1
+
+
+def test_plan_skips_materialized_windows_but_rereads_the_newest() -> None:
+    windows = window_partitions(30, PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-01-01"}))
+    now = datetime(2026, 3, 2, 12, 10, tzinfo=UTC)
+    first = plan_feed("job", "asset", windows, [], now=now, lookback=timedelta(hours=3))
+    assert first.ranges == [("2026-03-02-09:00", "2026-03-02-12:00")] and first.windows == 7
+    done = windows.get_partition_keys(current_time=now)
+    again = plan_feed("job", "asset", windows, done, now=now, lookback=timedelta(hours=3))
+    assert again.ranges == [("2026-03-02-11:30", "2026-03-02-12:00")] and again.windows == ALWAYS_REREAD
+    holes = [key for key in done if key not in {"2026-03-02-09:30", "2026-03-02-10:00"}]
+    patched = plan_feed("job", "asset", windows, holes, now=now, lookback=timedelta(hours=3))
+    assert patched.ranges == [
+        ("2026-03-02-09:30", "2026-03-02-10:00"),
+        ("2026-03-02-11:30", "2026-03-02-12:00"),
+    ]
+
+
+def _run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cancel_pipeline.cli", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def _warehouse_rows(report: str) -> dict[str, int]:
+    block = report.split("warehouse", 1)[1].split("\n\n", 1)[0]
+    return {m.group(1).strip(): int(m.group(2)) for m in re.finditer(r"^([a-z' ]+?)\s+(\d+)$", block, re.M)}
+
+
+def _windows(report: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(canceled_\w+_job)\s+(\d+)", report, re.M)}
+
+
+@pytest.mark.timeout(400)
+def test_run_catches_up_through_dagster_and_is_idempotent(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    database = tmp_path / "warehouse.duckdb"
+    # The store's history stops a little before now, so both runs see exactly the same store.
+    store = DemoStore(clock=FrozenClock(datetime.now(UTC) - timedelta(minutes=5)))
+    with serve(store) as base_url:
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "CANCEL_PIPELINE_DUCKDB": str(database),
+            "SHOPIFY_STORE": base_url,
+            "SHOPIFY_ACCESS_TOKEN": "demo-token",
+        }
+        first = _run_cli(env, "run", "--days", "1")
+        assert first.returncode == 0, first.stderr[-3000:]
+        second = _run_cli(env, "run", "--days", "1")
+        assert second.returncode == 0, second.stderr[-3000:]
+        env["SHOPIFY_ACCESS_TOKEN"] = "shpat_wrong_token_for_cli_run"
+        refused = _run_cli(env, "run", "--days", "1")
+
+    first_rows, second_rows = _warehouse_rows(first.stdout), _warehouse_rows(second.stdout)
+    assert first_rows["orders"] > 0 and first_rows["canceled orders"] > 0
+    # Raw pages keep every fetch, so only they grow when the newest windows are re-read.
+    assert second_rows.pop("raw pages kept") > first_rows.pop("raw pages kept")
+    assert first_rows == second_rows
+    assert _windows(first.stdout) == {"canceled_order_job": 49, "canceled_items_job": 25}
+    assert _windows(second.stdout) == {
+        "canceled_order_job": ALWAYS_REREAD,
+        "canceled_items_job": ALWAYS_REREAD,
+    }
+    assert str(database) in first.stdout and "cancel reason" in first.stdout
+    # Runs are recorded in the instance, where the UI reads them.
+    assert any((home / "history").rglob("*.db")) or any(home.rglob("runs.db"))
+
+    assert refused.returncode == 2
+    assert "401" in refused.stderr and "raw_canceled_order_pages" in refused.stderr
+    assert "shpat_wrong_token_for_cli_run" not in refused.stdout + refused.stderr
