@@ -14,11 +14,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	@touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The instance folder gets the project's dagster.yaml, and the writers' pool is created up front: two runs
+# that meet a missing pool at the same moment could otherwise both be given its one slot.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
+	@$(BIN)/dagster instance concurrency set duckdb_writer 1 >/dev/null
 
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m cancel_pipeline.cli run

@@ -7,7 +7,7 @@ jobs (which select each raw asset and everything downstream of it), the schedule
 import dagster as dg
 
 from cancel_pipeline import assets, checks
-from cancel_pipeline.jobs import RAW_ASSET_JOBS
+from cancel_pipeline.jobs import JOBS
 from cancel_pipeline.resources import build_resources
 from cancel_pipeline.schedules import SCHEDULES
 from cancel_pipeline.sensors import SENSORS
@@ -18,7 +18,7 @@ defs = dg.Definitions(
         *dg.load_asset_checks_from_package_module(assets),
         *dg.load_asset_checks_from_modules([checks]),
     ],
-    jobs=list(RAW_ASSET_JOBS),
+    jobs=list(JOBS),
     schedules=list(SCHEDULES),
     sensors=list(SENSORS),
     resources=build_resources(),

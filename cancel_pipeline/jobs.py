@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from cancel_pipeline.assets.raw import raw_canceled_order_pages, raw_updated_order_pages
+from cancel_pipeline.assets.refresh import raw_refreshed_order_pages
 
 canceled_order_job = dg.define_asset_job(
     name="canceled_order_job",
@@ -28,4 +29,25 @@ canceled_items_job = dg.define_asset_job(
     ),
 )
 
+refresh_orders = dg.define_asset_job(
+    name="refresh_orders",
+    selection=dg.AssetSelection.assets(raw_refreshed_order_pages).downstream(),
+    description=(
+        "Re-import orders by id (the OMS 'refresh order'): re-fetches the configured `order_ids`, or with "
+        "`stuck: true` every order the orders_stuck_in_created check flags, in batches of 250, and updates "
+        "every table. The versions they replace stay in order_versions, marked superseded."
+    ),
+)
+
+retry_flagged_deliveries_job = dg.define_asset_job(
+    name="retry_flagged_deliveries",
+    selection=dg.AssetSelection.assets("cancellation_notices"),
+    config={"ops": {"cancellation_notices": {"config": {"retry_flagged": True}}}},
+    description=(
+        "On demand: retries every cancellation delivery flagged for follow-up (rejected, or given up after "
+        "the retry cap) once, with the deliveries that are due anyway, then re-evaluates the follow-up check."
+    ),
+)
+
 RAW_ASSET_JOBS = (canceled_order_job, canceled_items_job)
+JOBS = (*RAW_ASSET_JOBS, refresh_orders, retry_flagged_deliveries_job)

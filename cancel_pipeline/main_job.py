@@ -161,8 +161,10 @@ def render_report(
     store: str,
     duckdb_path: str,
     elapsed_s: float,
+    delivery_targets: Sequence[str] = (),
 ) -> str:
-    """The summary a person reads at a glance when `make run` finishes."""
+    """The summary a person reads at a glance when `make run` finishes; `delivery_targets` are the enabled
+    downstream targets, whose deliveries it reports."""
     feed_rows = [(o.job_name, o.windows, o.runs, o.pages, o.requests, o.orders, o.retries) for o in outcomes]
     lines = [
         "",
@@ -195,6 +197,7 @@ def render_report(
         lines += ["", tabulate(summary.canceled_by_reason, headers=["cancel reason", "orders"])]
     if summary.rejects_by_reason:
         lines += ["", tabulate(summary.rejects_by_reason, headers=["reject reason", "objects"])]
+    lines += ["", *_deliveries_report(summary, delivery_targets)]
     lines += [
         "",
         f"DuckDB file: {duckdb_path}",
@@ -203,10 +206,29 @@ def render_report(
     return "\n".join(lines)
 
 
+def _deliveries_report(summary: WarehouseSummary, targets: Sequence[str]) -> list[str]:
+    if not targets:
+        return [
+            "Cancellation notices: no downstream target configured, none sent "
+            "(set CANCEL_PIPELINE_TARGETS to a targets file, or CANCEL_PIPELINE_DEMO_TARGET=1 for the demo target)."
+        ]
+    lines = [f"Cancellation notices to {', '.join(targets)}:"]
+    rows = [row for row in summary.deliveries if row[0] in targets]
+    lines.append(tabulate(rows, headers=["target", "outcome", "orders"]) if rows else "no deliveries yet")
+    flagged = sum(count for _, outcome, count in rows if outcome in ("rejected", "gave_up"))
+    if flagged:
+        lines.append(
+            f"{flagged} deliveries need follow-up: see the deliveries_needing_follow_up check, then run "
+            "the retry_flagged_deliveries job"
+        )
+    return lines
+
+
 def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
     """Run the main job (both feeds, every table, every check) for the last `lookback`, and report."""
     # Imported here so that planning and rendering stay importable without loading every definition.
     from cancel_pipeline.definitions import defs
+    from cancel_pipeline.outbox.targets import enabled_targets
     from cancel_pipeline.settings import SETTINGS
     from cancel_pipeline.shopify.resource import ShopifyResource
     from cancel_pipeline.warehouse.connection import warehouse_connection
@@ -234,4 +256,5 @@ def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
         store=store,
         duckdb_path=str(Path(SETTINGS.duckdb_path).resolve()),
         elapsed_s=time.monotonic() - started,
+        delivery_targets=[target.name for target in enabled_targets()],
     )

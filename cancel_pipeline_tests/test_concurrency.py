@@ -42,10 +42,11 @@ def test_two_processes_materializing_at_once_both_succeed(
     # The project's instance settings, pool limit included.
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    # Create the instance's storage once up front, as `make` does: two processes creating a fresh SQLite
-    # storage at the same moment race on its schema.
-    with dg.DagsterInstance.get():
-        pass
+    # Create the instance's storage and the pool's slots once up front: two processes doing either for the
+    # first time at the same moment race on SQLite (the schema, or the pool's slot count).
+    with dg.DagsterInstance.get() as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default("duckdb_writer")
+        assert instance.event_log_storage.get_concurrency_info("duckdb_writer").slot_count == 1
     database = tmp_path / "warehouse.duckdb"
     store = DemoStore(clock=FrozenClock("2026-03-03T03:00:00Z"), bucket_size=400, leak_rate=20.0)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "CANCEL_PIPELINE_"))}
@@ -80,7 +81,8 @@ def test_two_processes_materializing_at_once_both_succeed(
             deadline = time.monotonic() + 180
             with dg.DagsterInstance.get() as instance:
                 while not blocked_by_pool(instance):
-                    assert all(process.poll() is None for process in processes), "a run ended early"
+                    ended = [process.communicate()[0] for process in processes if process.poll() is not None]
+                    assert not ended, "a run ended early:\n" + "\n".join(output[-3000:] for output in ended)
                     assert time.monotonic() < deadline, "no step ever waited for the duckdb_writer pool"
                     time.sleep(0.2)
             holder.close()

@@ -75,3 +75,14 @@ def test_sensor_is_the_running_fast_path() -> None:
 def test_resources() -> None:
     assert isinstance(defs.resources["shopify"], ShopifyResource)
     assert isinstance(defs.resources["duckdb"], WarehouseResource)
+
+
+def test_refresh_orders_job_reimports_and_rederives_without_raw_windows() -> None:
+    job = defs.resolve_job_def("refresh_orders")
+    keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert "raw_refreshed_order_pages" in keys
+    assert {"order_versions", "canceled_orders", "canceled_line_items", "orders"} <= keys
+    assert not {key.to_user_string() for key in RAW_KEYS} & keys
+    check_names = {check.name for check in job.asset_layer.asset_graph.asset_check_keys}
+    assert "orders_stuck_in_created" in check_names
+    assert job.description and "stuck" in job.description

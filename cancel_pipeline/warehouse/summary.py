@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
 
+from cancel_pipeline.warehouse.deliveries import deliveries_table_exists, outcome_counts
 from cancel_pipeline.warehouse.queries import stuck_orders
 
 
@@ -25,6 +26,8 @@ class WarehouseSummary:
     rejects_by_reason: list[tuple[str, int]]
     stuck_orders: int
     raw_pages: int
+    deliveries: list[tuple[str, str, int]] = field(default_factory=list)
+    """(target, outcome, orders) of the cancellation outbox; empty when no target was ever configured."""
 
 
 def summarize(con: duckdb.DuckDBPyConnection, now: datetime) -> WarehouseSummary:
@@ -57,4 +60,5 @@ def summarize(con: duckdb.DuckDBPyConnection, now: datetime) -> WarehouseSummary
         ),
         stuck_orders=len(stuck_orders(con, now)),
         raw_pages=scalar("select count(*) from raw_order_pages"),
+        deliveries=outcome_counts(con) if deliveries_table_exists(con) else [],
     )

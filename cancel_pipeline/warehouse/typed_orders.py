@@ -30,11 +30,12 @@ _ORDER_FIELDS = (
     '{"id":"JSON","name":"VARCHAR","created_at":"VARCHAR","updated_at":"VARCHAR","cancelled_at":"VARCHAR",'
     '"cancel_reason":"VARCHAR","closed_at":"VARCHAR","financial_status":"VARCHAR",'
     '"fulfillment_status":"VARCHAR","source_name":"VARCHAR","currency":"VARCHAR","total_price":"VARCHAR",'
-    '"test":"VARCHAR","line_items":"JSON","refunds":"JSON"}'
-)
-_LINE_ITEMS_STRUCTURE = (
-    '[{"id":"BIGINT","variant_id":"BIGINT","product_id":"BIGINT","sku":"VARCHAR","title":"VARCHAR",'
-    '"quantity":"BIGINT","current_quantity":"BIGINT"}]'
+    '"test":"VARCHAR","refunds":"JSON","line_items":'
+    # Line items are structured in the same pass (re-serializing them to JSON and parsing them again cost more
+    # than the rest); `id` and `quantity` stay JSON so a non-integer can be told from a missing one. A list
+    # element that is not an object comes back with every field null, a non-list `line_items` as null.
+    '[{"id":"JSON","variant_id":"BIGINT","product_id":"BIGINT","sku":"VARCHAR","title":"VARCHAR",'
+    '"quantity":"JSON","current_quantity":"BIGINT"}]}'
 )
 _REFUNDS_STRUCTURE = (
     '[{"id":"BIGINT","created_at":"VARCHAR",'
@@ -68,14 +69,18 @@ checked as (
         try_cast(f.cancelled_at as timestamptz) as cancelled_at_ts,
         try_cast(f.closed_at as timestamptz) as closed_at_ts,
         try_cast(f.total_price as decimal(18,2)) as total_price_dec,
-        coalesce(json_type(f.line_items) = 'ARRAY', false)
+        f.line_items is not null
             and coalesce(list_bool_and(list_transform(
-                json_extract(f.line_items, '$[*]'),
-                lambda e: json_type(e) = 'OBJECT'
-                    and coalesce(json_type(e, '$.id') in {_INTEGER_JSON_TYPES}, false)
-                    and coalesce(json_type(e, '$.quantity') in {_INTEGER_JSON_TYPES}, false)
+                f.line_items,
+                lambda e: e is not null
+                    and coalesce(json_type(e.id) in {_INTEGER_JSON_TYPES}, false)
+                    and coalesce(json_type(e.quantity) in {_INTEGER_JSON_TYPES}, false)
             )), true) as line_items_shape_ok,
-        from_json(f.line_items, '{_LINE_ITEMS_STRUCTURE}') as line_items_typed,
+        list_transform(f.line_items, lambda e: struct_pack(
+            id := try_cast(e.id::varchar as bigint), variant_id := e.variant_id, product_id := e.product_id,
+            sku := e.sku, title := e.title, quantity := try_cast(e.quantity::varchar as bigint),
+            current_quantity := e.current_quantity
+        )) as line_items_typed,
         f.refunds is null or json_type(f.refunds) = 'NULL' or (
             json_type(f.refunds) = 'ARRAY'
             and coalesce(list_bool_and(list_transform(
@@ -132,7 +137,8 @@ select
         when 'cancelled_at_unparseable' then 'cancelled_at=' || f.cancelled_at
         when 'closed_at_unparseable' then 'closed_at=' || f.closed_at
         when 'total_price_unparseable' then 'total_price=' || f.total_price
-        when 'line_items_invalid' then 'line_items=' || left(coalesce(f.line_items::varchar, 'missing'), 200)
+        when 'line_items_invalid' then 'line_items='
+            || left(coalesce(nullif(json_extract(obj, '$.line_items')::varchar, 'null'), 'missing'), 200)
         when 'refunds_invalid' then 'refunds=' || left(f.refunds::varchar, 200)
         when 'refund_created_at_unparseable' then 'refund created_at=' || coalesce(list_first(list_filter(
             list_transform(refunds_text, lambda r: r.created_at),

@@ -32,8 +32,13 @@ EXPECTED_BACKFILL_ASSETS: tuple[str, ...] = (
 )
 """Assets at or downstream of `BACKFILL_ROOT` in definitions.py; add derived tables as they are defined."""
 
-EXPECTED_CHECKS: dict[str, tuple[str, ...]] = {}
-"""Asset -> checks that must have run on it in the backfill (e.g. "orders": ("orders_stuck_in_created",))."""
+EXPECTED_CHECKS: dict[str, tuple[str, ...]] = {
+    "orders": ("orders_stuck_in_created", "orders_key_is_unique"),
+    "canceled_orders": ("canceled_orders_key_is_unique",),
+    "canceled_line_items": ("canceled_line_items_key_is_unique",),
+    "order_rejects": ("order_rejects_no_new_rows",),
+}
+"""Asset -> checks that must have run on it in the backfill."""
 
 
 def landed_canceled_orders(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple[Any, ...]], dict[Any, dict]]:

@@ -1,0 +1,316 @@
+"""Backfill overhead: `--days` of windows of both raw assets and their tables, with an almost empty store.
+
+A user's backfill: `dagster dev` on the project, pointed at the demo store over HTTP (frozen at the end of the
+span, with `--orders-per-hour` orders and no bursts or malformed records, so the figures measure the
+pipeline's and Dagster's overhead rather than data volume), and one partition backfill launched through the
+webserver's GraphQL API (what the UI's "Materialize" dialog sends) over the span for `raw_canceled_order_pages`
+(30-minute windows), `raw_updated_order_pages` (hourly) and every asset downstream of them.
+
+Printed: the runs the backfill launched with their own durations, and the wall time from launch to the
+backfill done, split into run time (some run executing), run start-up (created -> started, the run queue and
+the run worker's start) and daemon latency (the rest: the backfill daemon wakes every 30 s, a constant of
+Dagster 1.13 with no setting). Unless `--no-cli`, the same span is then run from the command line with no
+daemon involved: one `dagster asset materialize --partition-range` run per raw asset, then one run of the
+tables, so the pipeline's own cost is visible separately. Target: at most 3 runs and under 60 s in all.
+
+    python benchmarks/backfill_overhead.py [--days 30] [--orders-per-hour 0.5] [--no-cli] [--timeout 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dagster_harness import (
+    PROJECT_ROOT,
+    DagsterGraphQLClient,
+    RunTiming,
+    backfill_times,
+    dagster_dev_on_store,
+    read_only_query,
+    run_timings,
+    server_environment,
+    stop_on_sigterm,
+    union_seconds,
+)
+
+from cancel_pipeline.partitions import PARTITION_KEY_FORMAT, RANGE_KEY_SEPARATOR
+from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline_tests.e2e.selection import downstream_closure
+
+RAW_ASSETS = {"raw_canceled_order_pages": 30, "raw_updated_order_pages": 60}
+"""Raw asset -> its window length in minutes (the defaults of the configuration contract)."""
+
+TARGET_RUNS = 3
+TARGET_SECONDS = 60.0
+TABLES = ("raw_order_pages", "order_versions", "canceled_orders", "canceled_line_items", "orders")
+
+
+def span_end(now: datetime) -> datetime:
+    """The end of the backfilled span: the last whole hour, so both window lengths tile the span."""
+    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def window_keys(start: datetime, end: datetime, minutes: int) -> list[str]:
+    """Partition keys of the `minutes`-long windows covering `[start, end)`."""
+    keys, moment = [], start
+    while moment < end:
+        keys.append(moment.strftime(PARTITION_KEY_FORMAT))
+        moment += timedelta(minutes=minutes)
+    return keys
+
+
+def table_counts(database: Path) -> dict[str, int]:
+    """Row counts of the warehouse tables (read-only; call only when no run writes)."""
+    sql = " union all ".join(f"select '{table}', count(*) from {table}" for table in TABLES)
+    rows = read_only_query(database, sql) or []
+    return {name: count for name, count in rows}
+
+
+def wait_until_idle(client: DagsterGraphQLClient, timeout: float = 120.0) -> None:
+    """Wait until no run is queued or going (a sensor run may still be finishing)."""
+    deadline = time.monotonic() + timeout
+    while client.unfinished_run_ids() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def ui_backfill(workdir: Path, days: int, orders_per_hour: float, timeout: float) -> dict[str, Any]:
+    """Run the backfill through `dagster dev` and return its figures."""
+    end = span_end(datetime.now(UTC))
+    start = end - timedelta(days=days)
+    store = DemoStore(
+        clock=FrozenClock(end), orders_per_hour=orders_per_hour, burst_size=0, malformed_every_hours=0
+    )
+    env = {"CANCEL_PIPELINE_FIRST_WINDOW": start.isoformat()}
+    with dagster_dev_on_store(workdir, store, env) as (server, client):
+        nodes = client.asset_nodes()
+        selection: list[str] = []
+        for raw in RAW_ASSETS:
+            selection += [key for key in downstream_closure(nodes, raw) if key not in selection]
+        ranges: dict[str, tuple[str, str] | None] = {}
+        for key in selection:
+            if key in RAW_ASSETS:
+                keys = window_keys(start, end, RAW_ASSETS[key])
+                ranges[key] = (keys[0], keys[-1])
+            else:
+                ranges[key] = None
+        wait_until_idle(client)
+        launched = time.time()
+        backfill_id = client.launch_backfill(ranges, title=f"{days}-day backfill overhead")
+        backfill = client.wait_for_backfill(backfill_id, timeout=timeout, poll_interval=0.25)
+        observed_done = time.time()
+        created_at, ended_at = backfill_times(client, backfill_id)
+        runs = run_timings(client, backfill.runs)
+        counts = table_counts(server.duckdb_path)
+        materialized = {raw: client.asset_state(raw).num_materialized for raw in RAW_ASSETS}
+    return {
+        "span": (start, end),
+        "backfill_status": backfill.status,
+        "launched": launched,
+        "backfill_created": created_at,
+        "backfill_ended": ended_at,
+        "observed_done": observed_done,
+        "runs": runs,
+        "counts": counts,
+        "windows": {raw: len(window_keys(start, end, minutes)) for raw, minutes in RAW_ASSETS.items()},
+        "materialized": materialized,
+        "selection": selection,
+    }
+
+
+def cli_command(select: str, partition_range: str | None) -> list[str]:
+    """`dagster asset materialize` of `select`, as one range run when `partition_range` is given."""
+    command = [
+        str(PROJECT_ROOT / ".venv" / "bin" / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "cancel_pipeline.definitions",
+        "--select",
+        select,
+    ]
+    return [*command, "--partition-range", partition_range] if partition_range else command
+
+
+def cli_range_runs(
+    workdir: Path, start: datetime, end: datetime, store: DemoStore, tables: list[str]
+) -> list[dict[str, Any]]:
+    """The same span from the command line on a fresh instance and warehouse, with no daemon: one
+    `dagster asset materialize --partition-range` run per raw asset, then one run of the tables (the CLI
+    takes a partition range only when every selected asset has a single-run backfill policy, which the
+    unpartitioned tables do not). Each command is timed by the wall clock."""
+    dagster_home = workdir / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    database = workdir / "warehouse.duckdb"
+    steps: list[tuple[str, str | None, int]] = []
+    for raw, minutes in RAW_ASSETS.items():
+        keys = window_keys(start, end, minutes)
+        steps.append((raw, f"{keys[0]}{RANGE_KEY_SEPARATOR}{keys[-1]}", len(keys)))
+    steps.append((",".join(tables), None, 0))
+    results = []
+    with serve(store) as store_url:
+        env = server_environment(
+            dagster_home,
+            database,
+            {
+                "SHOPIFY_STORE": store_url,
+                "SHOPIFY_ACCESS_TOKEN": store.settings.access_token,
+                "CANCEL_PIPELINE_FIRST_WINDOW": start.isoformat(),
+            },
+        )
+        for select, partition_range, windows in steps:
+            command = cli_command(select, partition_range)
+            began = time.perf_counter()
+            completed = subprocess.run(
+                command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
+            )
+            seconds = time.perf_counter() - began
+            if completed.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+            results.append(
+                {
+                    "select": select,
+                    "partition_range": partition_range,
+                    "windows": windows,
+                    "seconds": round(seconds, 2),
+                }
+            )
+    return results
+
+
+def summarize(figures: dict[str, Any]) -> dict[str, Any]:
+    """Wall time split into run time, run start-up and daemon latency."""
+    runs: list[RunTiming] = figures["runs"]
+    launched = figures["launched"]
+    done = figures["observed_done"]
+    wall = done - launched
+    executing = union_seconds((run.started, run.ended) for run in runs if run.started and run.ended)
+    starting = union_seconds((run.created, run.started) for run in runs if run.started)
+    # Time some run was queued or starting but none executing counts as start-up; the rest of the wall time,
+    # with no run in existence, is the backfill daemon's.
+    active = union_seconds((run.created, run.ended) for run in runs if run.ended)
+    return {
+        "runs": len(runs),
+        "wall_s": round(wall, 2),
+        "run_executing_s": round(executing, 2),
+        "run_startup_s": round(active - executing, 2),
+        "daemon_latency_s": round(wall - active, 2),
+        "first_run_created_after_s": round(min(run.created for run in runs) - launched, 2) if runs else None,
+        "last_run_end_to_done_s": round(done - max(run.ended or done for run in runs), 2) if runs else None,
+        "sum_run_durations_s": round(sum(run.duration or 0.0 for run in runs), 2),
+        "sum_created_to_started_s": round(starting, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run the benchmark, print the table and the JSON line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--days", type=int, default=30, help="days of windows to backfill (default 30)")
+    parser.add_argument("--orders-per-hour", type=float, default=0.5, help="demo store's order rate")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the backfill")
+    parser.add_argument("--no-cli", dest="cli", action="store_false", help="skip the CLI range runs")
+    args = parser.parse_args(argv)
+
+    with stop_on_sigterm(), tempfile.TemporaryDirectory(prefix="backfill_overhead_") as tmp:
+        workdir = Path(tmp)
+        figures = ui_backfill(workdir / "ui", args.days, args.orders_per_hour, args.timeout)
+        start, end = figures["span"]
+        cli: list[dict[str, Any]] = []
+        cli_counts: dict[str, int] = {}
+        if args.cli:
+            store = DemoStore(
+                clock=FrozenClock(end),
+                orders_per_hour=args.orders_per_hour,
+                burst_size=0,
+                malformed_every_hours=0,
+            )
+            tables = [key for key in figures["selection"] if key not in RAW_ASSETS]
+            cli = cli_range_runs(workdir / "cli", start, end, store, tables)
+            cli_counts = table_counts(workdir / "cli" / "warehouse.duckdb")
+
+    summary = summarize(figures)
+    launched = figures["launched"]
+    rows = [
+        [
+            run.job,
+            run.run_id[:8],
+            run.status,
+            f"{run.created - launched:.1f}",
+            f"{(run.started or launched) - launched:.1f}",
+            f"{(run.ended or launched) - launched:.1f}",
+            f"{run.duration or 0.0:.1f}",
+        ]
+        for run in figures["runs"]
+    ]
+    print(f"UI/GraphQL backfill of {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC ({args.days} days)")
+    print(f"windows: {figures['windows']}; materialized after: {figures['materialized']}")
+    print(tabulate(rows, headers=["job", "run", "status", "created s", "started s", "ended s", "run s"]))
+    print()
+    verdict = summary["runs"] <= TARGET_RUNS and summary["wall_s"] < TARGET_SECONDS
+    print(
+        tabulate(
+            [[key, value] for key, value in summary.items()]
+            + [
+                [
+                    "target",
+                    f"<= {TARGET_RUNS} runs and < {TARGET_SECONDS:.0f} s: {'met' if verdict else 'MISSED'}",
+                ]
+            ],
+            headers=["figure", "value"],
+        )
+    )
+    if cli:
+        print()
+        print("Same span from the command line, one range run per raw asset, then the tables (no daemon):")
+        print(
+            tabulate(
+                [[c["select"], c["partition_range"] or "-", c["windows"], c["seconds"]] for c in cli],
+                headers=["dagster asset materialize --select", "--partition-range", "windows", "wall s"],
+            )
+        )
+        print(f"CLI total: {sum(c['seconds'] for c in cli):.2f} s for {len(cli)} runs")
+    print()
+    print(
+        json.dumps(
+            {
+                "benchmark": "backfill_overhead",
+                "days": args.days,
+                "orders_per_hour": args.orders_per_hour,
+                "span": [start.isoformat(), end.isoformat()],
+                "windows": figures["windows"],
+                "materialized": figures["materialized"],
+                "backfill_status": figures["backfill_status"],
+                "selection": figures["selection"],
+                **summary,
+                "daemon_marked_done_after_s": (
+                    round(figures["backfill_ended"] - launched, 2) if figures["backfill_ended"] else None
+                ),
+                "run_durations_s": [round(run.duration or 0.0, 2) for run in figures["runs"]],
+                "table_rows": figures["counts"],
+                "cli_runs": cli,
+                "cli_total_s": round(sum(c["seconds"] for c in cli), 2) if cli else None,
+                "cli_table_rows": cli_counts or None,
+                "target_met": verdict,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

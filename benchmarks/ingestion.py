@@ -1,0 +1,361 @@
+"""Ingestion throughput through the raw assets, against the demo store over HTTP, per rate-limit plan.
+
+For each plan (Standard: bucket 40, leak 2/s; Plus: bucket 400, leak 20/s) the demo store is served in a
+subprocess with that bucket (`client_throughput.start_store`: its own interpreter, frozen clock, 200 orders
+an hour), and one Dagster run materializes a raw asset over a range of windows (`dg.materialize` with the
+range tags, as a single-run backfill launches it), with `ShopifyResource(store=url, bucket_size=...,
+leak_rate=...)` and the warehouse resource on a fresh DuckDB file. The run therefore includes Dagster's
+start and finish, the HTTP fetch into the spool and the landing transaction. The Dagster instance is a
+SQLite one in a temporary DAGSTER_HOME (what a deployment's default storage writes: every event is a
+committed SQLite transaction), or in memory with `--instance ephemeral`, to tell Dagster's own cost per
+window from its storage's.
+
+The range is sized so that the fetch alone lasts about `--seconds` at the plan's ceiling (leak rate x 250
+orders a request), using `orders/count.json` over the store's history; it is capped by the history the store
+serves (59 days), which at Plus gives about 63 s.
+
+How the initial burst is treated: before timing, the store's bucket is filled (its counters reset, then
+cheap requests until it answers `size/size`), so the run starts with no burst to spend. From a full
+bucket the store admits at most `leak rate x elapsed` requests, so `requests / (leak x elapsed)` is the
+share of the ceiling actually reached (<= 1), and any time the run spends not fetching (Dagster's start,
+landing, finishing) counts against it. Two ratios are printed: end to end (timer start to `materialize`
+returning) and fetch (timer start to the last page's arrival). 429s are counted by the store.
+
+    python benchmarks/ingestion.py [--plans standard,plus] [--seconds 60] [--asset updated|canceled]
+        [--instance sqlite|ephemeral] [--profile-dir DIR] [--profile-top 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import logging
+import math
+import os
+import pstats
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import httpx
+from tabulate import tabulate
+
+# The raw assets' windows are built from the settings when their module is imported; the store's frozen
+# history (client_throughput.NOW) lies in 2024, so the first window must precede it.
+os.environ["CANCEL_PIPELINE_FIRST_WINDOW"] = "2024-01-01T00:00:00Z"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from client_throughput import NOW, PAGE_SIZE, PLANS, start_store
+
+from cancel_pipeline.assets.raw import raw_canceled_order_pages, raw_updated_order_pages
+from cancel_pipeline.partitions import PARTITION_KEY_FORMAT
+from cancel_pipeline.resources import WarehouseResource
+from cancel_pipeline.settings import SETTINGS
+from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, LOGGER_NAME, ShopifyClient
+from cancel_pipeline.shopify.resource import ShopifyResource
+
+ASSETS = {
+    "updated": (raw_updated_order_pages, "any", SETTINGS.updated_window_minutes),
+    "canceled": (raw_canceled_order_pages, "cancelled", SETTINGS.canceled_window_minutes),
+}
+HISTORY_DAYS = 60  # what the demo store serves (DemoStoreSettings.history_days), counted back from NOW
+TARGET_RATIO = 0.95
+
+
+@dataclass
+class IngestionResult:
+    """Figures of one plan's run."""
+
+    plan: str
+    instance: str
+    bucket_size: int
+    leak_rate: float
+    asset: str
+    first_window: str
+    last_window: str
+    windows: int
+    pages: int
+    orders: int
+    body_mb: float
+    requests: int
+    server_429: int
+    client_429: int
+    retries: int
+    rate_limit_wait_s: float
+    startup_s: float
+    """Timer start to the first page's arrival (Dagster's run and step start, resources, the first request)."""
+    fetch_s: float
+    """First to last page: HTTP paced by the bucket, each page written to the spool."""
+    land_s: float
+    """Last page to the asset's "Landed" log line: the landing transaction (and its commit)."""
+    finish_s: float
+    """"Landed" to `materialize` returning: metadata, one materialization per window, run end."""
+    total_s: float
+    requests_per_s: float
+    orders_per_s: float
+    ceiling_requests_per_s: float
+    ceiling_orders_per_s: float
+    ratio_requests: float
+    ratio_orders: float
+    fetch_ratio_requests: float
+    """Requests against the ceiling over timer start to last page: the share lost to everything but landing."""
+
+
+class PageArrivals(logging.Handler):
+    """Wall-clock arrival times of pages, from the client's per-page debug record."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.times: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if " page " in record.getMessage():
+            self.times.append(record.created)
+
+
+def window_range(
+    status: str, window_minutes: int, client: ShopifyClient, seconds: float, leak_rate: float
+) -> tuple[str, str, int]:
+    """(first key, last key, windows): the most recent windows, ending at NOW, whose orders fill `seconds` at
+    the ceiling, as far back as the served history allows with the overlap.
+
+    Orders are counted a day at a time back from NOW; the counts also make the store generate (and cache)
+    the history the run will read, so the run does not pay for it.
+    """
+    step = timedelta(minutes=window_minutes)
+    earliest = NOW - timedelta(days=HISTORY_DAYS) + SETTINGS.overlap
+    max_windows = math.floor((NOW - earliest) / step)
+    per_day = int(timedelta(days=1) / step)
+    wanted_orders = seconds * leak_rate * PAGE_SIZE
+    windows = orders = 0
+    while windows < max_windows and orders < wanted_orders:
+        end = NOW - windows * step
+        windows = min(max_windows, windows + per_day)
+        orders += client.count_orders(status=status, updated_at_min=NOW - windows * step, updated_at_max=end)
+    first = NOW - windows * step
+    last = NOW - step
+    return first.strftime(PARTITION_KEY_FORMAT), last.strftime(PARTITION_KEY_FORMAT), windows
+
+
+def fill_bucket(base_url: str, bucket_size: int) -> None:
+    """Reset the store's counters and bucket, then send requests until the bucket reports full.
+
+    The requests ask for an order id that does not exist: the store draws from the bucket before routing,
+    and a 404 costs it a couple of milliseconds, so the bucket fills far faster than it leaks.
+    """
+    httpx.post(f"{base_url}/_demo/reset").raise_for_status()
+    url = f"{base_url}/admin/api/{DEFAULT_API_VERSION}/orders/1.json"
+    with httpx.Client(headers={"X-Shopify-Access-Token": "demo-token"}) as http:
+        for _ in range(bucket_size * 2):
+            response = http.get(url)
+            if response.status_code != 404:
+                response.raise_for_status()
+            used, _, size = response.headers["X-Shopify-Shop-Api-Call-Limit"].partition("/")
+            if int(used) >= int(size):
+                return
+    raise RuntimeError("the store's bucket did not fill")
+
+
+def run_plan(
+    plan: str, asset_name: str, seconds: float, instance_kind: str, profile_dir: Path | None
+) -> IngestionResult:
+    """One range run of the raw asset under one plan's bucket, timed from a full bucket."""
+    bucket_size, leak_rate = PLANS[plan]
+    asset, status, window_minutes = ASSETS[asset_name]
+    process, base_url = start_store(bucket_size, leak_rate)
+    arrivals = PageArrivals()
+    client_logger = logging.getLogger(LOGGER_NAME)
+    try:
+        with ShopifyClient(
+            base_url, access_token="demo-token", bucket_size=bucket_size, leak_rate=leak_rate
+        ) as probe:
+            first_key, last_key, _ = window_range(status, window_minutes, probe, seconds, leak_rate)
+        with tempfile.TemporaryDirectory(prefix="ingestion-bench-") as scratch:
+            shopify = ShopifyResource(
+                store=base_url, access_token="demo-token", bucket_size=bucket_size, leak_rate=leak_rate
+            )
+            warehouse = WarehouseResource(database=str(Path(scratch) / "warehouse.duckdb"))
+            if instance_kind == "sqlite":
+                dagster_home = Path(scratch) / "dagster"
+                dagster_home.mkdir()
+                instance = dg.DagsterInstance.local_temp(str(dagster_home))
+            else:
+                instance = dg.DagsterInstance.ephemeral()
+            fill_bucket(base_url, bucket_size)
+            baseline = httpx.get(f"{base_url}/_demo/stats").json()
+            client_logger.addHandler(arrivals)
+            client_logger.setLevel(logging.DEBUG)
+            profiler = cProfile.Profile() if profile_dir else None
+            started = time.time()
+            if profiler:
+                profiler.enable()
+            result = dg.materialize(
+                [asset],
+                resources={"shopify": shopify, "duckdb": warehouse},
+                instance=instance,
+                # The console logger would print a line per window's materialization; the timings come
+                # from the instance's event log, which keeps every record whatever the console shows.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                tags={
+                    "dagster/asset_partition_range_start": first_key,
+                    "dagster/asset_partition_range_end": last_key,
+                },
+            )
+            if profiler:
+                profiler.disable()
+            ended = time.time()
+            server = httpx.get(f"{base_url}/_demo/stats").json()
+            landed_at = next(
+                entry.timestamp
+                for entry in instance.all_logs(result.run_id)
+                if (entry.user_message or "").startswith("Landed ")
+            )
+            instance.dispose()
+            with warehouse.get_connection() as con:
+                [(body_bytes,)] = con.execute(
+                    "select sum(strlen(body::varchar)) from raw_order_pages"
+                ).fetchall()
+    finally:
+        client_logger.removeHandler(arrivals)
+        process.terminate()
+        process.wait(timeout=10)
+
+    if not result.success:
+        raise RuntimeError(f"the {plan} run failed")
+    if profiler and profile_dir:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(profile_dir / f"ingestion-{plan}.prof")
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    value = lambda key: metadata[key].value  # noqa: E731
+    requests = server["by_status"].get("200", 0) - baseline["by_status"].get("200", 0)
+    orders = int(value("orders"))
+    total = ended - started
+    fetch_end = arrivals.times[-1]
+    return IngestionResult(
+        plan=plan,
+        instance=instance_kind,
+        bucket_size=bucket_size,
+        leak_rate=leak_rate,
+        asset=asset.key.to_user_string(),
+        first_window=first_key,
+        last_window=last_key,
+        windows=len(result.get_asset_materialization_events()),
+        pages=int(value("pages")),
+        orders=orders,
+        body_mb=round(body_bytes / 1e6, 1),
+        requests=requests,
+        server_429=server["throttled"] - baseline["throttled"],
+        client_429=int(value("throttled_429")),
+        retries=int(value("retries")),
+        rate_limit_wait_s=float(value("rate_limit_wait_s")),
+        startup_s=round(arrivals.times[0] - started, 2),
+        fetch_s=round(fetch_end - arrivals.times[0], 2),
+        land_s=round(landed_at - fetch_end, 2),
+        finish_s=round(ended - landed_at, 2),
+        total_s=round(total, 2),
+        requests_per_s=round(requests / total, 3),
+        orders_per_s=round(orders / total, 1),
+        ceiling_requests_per_s=leak_rate,
+        ceiling_orders_per_s=leak_rate * PAGE_SIZE,
+        ratio_requests=round(requests / total / leak_rate, 3),
+        ratio_orders=round(orders / total / (leak_rate * PAGE_SIZE), 3),
+        fetch_ratio_requests=round(requests / (fetch_end - started) / leak_rate, 3),
+    )
+
+
+def print_profile(path: Path, top: int) -> None:
+    """The run's heaviest functions by cumulative time, then by own time."""
+    stats = pstats.Stats(str(path))
+    for order in ("cumulative", "tottime"):
+        print(f"--- {path.name}: top {top} by {order}")
+        stats.sort_stats(order).print_stats(top)
+
+
+def main() -> None:
+    """Run the selected plans and print a table and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="fetch length per plan at the ceiling (default 60)"
+    )
+    parser.add_argument("--plans", default="standard,plus", help="comma-separated: standard, plus")
+    parser.add_argument(
+        "--asset", choices=sorted(ASSETS), default="updated", help="raw asset (default updated)"
+    )
+    parser.add_argument(
+        "--instance",
+        choices=("sqlite", "ephemeral"),
+        default="sqlite",
+        help="Dagster instance: sqlite (a DAGSTER_HOME's default storage, as deployed) or in-memory",
+    )
+    parser.add_argument(
+        "--profile-dir", type=Path, help="profile each run with cProfile, write the stats here and print them"
+    )
+    parser.add_argument("--profile-top", type=int, default=25, help="functions printed per profile")
+    args = parser.parse_args()
+    results = []
+    for plan in args.plans.split(","):
+        results.append(run_plan(plan.strip(), args.asset, args.seconds, args.instance, args.profile_dir))
+        if args.profile_dir:
+            print_profile(args.profile_dir / f"ingestion-{plan.strip()}.prof", args.profile_top)
+    rows = [
+        (
+            r.plan,
+            r.instance,
+            f"{r.bucket_size}/{r.leak_rate:g}",
+            r.windows,
+            r.pages,
+            r.orders,
+            r.body_mb,
+            r.startup_s,
+            r.fetch_s,
+            r.land_s,
+            r.finish_s,
+            r.total_s,
+            r.requests_per_s,
+            r.orders_per_s,
+            r.ceiling_orders_per_s,
+            r.ratio_requests,
+            r.ratio_orders,
+            r.fetch_ratio_requests,
+            r.server_429,
+            r.retries,
+        )
+        for r in results
+    ]
+    headers = [
+        "plan",
+        "instance",
+        "bucket",
+        "windows",
+        "pages",
+        "orders",
+        "body MB",
+        "start s",
+        "fetch s",
+        "land s",
+        "finish s",
+        "total s",
+        "req/s",
+        "orders/s",
+        "ceiling orders/s",
+        "ratio req",
+        "ratio orders",
+        "fetch ratio req",
+        "429 server",
+        "retries",
+    ]
+    print(tabulate(rows, headers=headers))
+    print(
+        f"timed from a full bucket (no initial burst); ratio = rate over total s / ceiling; target >= "
+        f"{TARGET_RATIO}, no 429. fetch ratio = requests over (start + fetch) s / leak rate."
+    )
+    print(json.dumps({"benchmark": "ingestion", "results": [asdict(r) for r in results]}))
+
+
+if __name__ == "__main__":
+    main()
