@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from cancel_pipeline.metadata import markdown_table
 from cancel_pipeline.warehouse.connection import warehouse_connection
 from cancel_pipeline.warehouse.deliveries import deliveries_table_exists, flagged_deliveries
 from cancel_pipeline.warehouse.queries import StuckOrder, stuck_orders
@@ -50,15 +51,17 @@ def orders_stuck_in_created(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 
 
 def _stuck_table(orders: list[StuckOrder]) -> str:
-    if not orders:
-        return "_none_"
-    lines = ["| order_id | name | source | age (h) | last fetched |", "|---|---|---|---|---|"]
-    lines += [
-        f"| {o.order_id} | {o.order_name or ''} | {o.source_name or ''} | "
-        f"{o.age.total_seconds() / 3600:.1f} | {o.last_fetched_at.isoformat()} |"
+    rows = [
+        {
+            "order_id": o.order_id,
+            "name": o.order_name,
+            "source": o.source_name,
+            "age (h)": f"{o.age.total_seconds() / 3600:.1f}",
+            "last fetched": o.last_fetched_at,
+        }
         for o in orders
     ]
-    return "\n".join(lines)
+    return markdown_table(rows, empty="_none_")
 
 
 @dg.asset_check(
@@ -94,15 +97,18 @@ def deliveries_needing_follow_up(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 
 
 def _flagged_table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_"
-    lines = ["| order_id | target | outcome | attempts | HTTP | error |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {r['order_id']} | {r['target']} | {r['outcome']} | {r['attempts']} | {r['last_status'] or ''} | "
-        f"{(r['error'] or '').replace('|', '/')} |"
+    table = [
+        {
+            "order_id": r["order_id"],
+            "target": r["target"],
+            "outcome": r["outcome"],
+            "attempts": r["attempts"],
+            "HTTP": r["last_status"],
+            "error": r["error"],
+        }
         for r in rows
     ]
-    return "\n".join(lines)
+    return markdown_table(table, empty="_none_")
 
 
 ASSET_CHECKS = [orders_stuck_in_created, deliveries_needing_follow_up]

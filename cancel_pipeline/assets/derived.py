@@ -20,6 +20,7 @@ from cancel_pipeline.assets.raw import (
     raw_updated_order_pages,
 )
 from cancel_pipeline.assets.refresh import raw_refreshed_order_pages
+from cancel_pipeline.metadata import jsonable, markdown_table
 from cancel_pipeline.warehouse.derive import DeriveResult, derive_new_pages
 from cancel_pipeline.warehouse.queries import duplicate_keys, new_rejects, reject_reason_counts
 from cancel_pipeline.warehouse.schema import KEY_COLUMNS, table_column_schema
@@ -150,7 +151,7 @@ def cancellation_tables(
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "duplicate_keys": len(rows),
-                "examples": dg.MetadataValue.json([_jsonable(row) for row in rows[:20]]),
+                "examples": dg.MetadataValue.json([jsonable(row) for row in rows[:20]]),
             },
         )
     yield dg.AssetCheckResult(
@@ -161,7 +162,7 @@ def cancellation_tables(
         metadata={
             "new_rejects": len(rejects),
             "reasons": dg.MetadataValue.json(reject_reason_counts(rejects)),
-            "preview": dg.MetadataValue.md(_markdown(rejects[:20])),
+            "preview": dg.MetadataValue.md(markdown_table(rejects[:20])),
         },
     )
 
@@ -185,31 +186,9 @@ def _table_metadata(
     elif table == "order_rejects":
         metadata.update(rejects_added=result.rejects_added, rejects_removed=result.rejects_removed)
     elif table == "canceled_orders":
-        metadata["changed_rows_preview"] = dg.MetadataValue.md(_markdown(result.canceled_orders_preview))
+        metadata["changed_rows_preview"] = dg.MetadataValue.md(markdown_table(result.canceled_orders_preview))
     elif table == "canceled_line_items":
-        metadata["changed_rows_preview"] = dg.MetadataValue.md(_markdown(result.canceled_line_items_preview))
+        metadata["changed_rows_preview"] = dg.MetadataValue.md(
+            markdown_table(result.canceled_line_items_preview)
+        )
     return metadata
-
-
-def _markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of `rows` (a line saying so when there are none), for the UI's metadata panel."""
-    if not rows:
-        return "_no rows_"
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: value if isinstance(value, int | float | str | bool) else str(value)
-        for key, value in row.items()
-    }

@@ -6,7 +6,6 @@ turns a run of it into Dagster metadata and logs.
 """
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -14,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from cancel_pipeline.assets.raw import DUCKDB_WRITER_POOL, OWNERS
+from cancel_pipeline.metadata import markdown_table
 from cancel_pipeline.outbox.deliver import BadCredentials, DeliveryRun, deliver_cancellations
 from cancel_pipeline.outbox.demo import reachable_targets
 from cancel_pipeline.outbox.targets import (
@@ -117,20 +117,3 @@ def _summary_line(run: DeliveryRun) -> str:
     totals = run.totals()
     counts = ", ".join(f"{totals[outcome]} {outcome}" for outcome in RUN_OUTCOMES if totals[outcome])
     return f"Cancellation notices: {len(run.attempted_keys())} calls ({counts or 'nothing due'})"
-
-
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of `rows` for the UI's metadata panel (a line saying so when there are none)."""
-    if not rows:
-        return "_no rows_"
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
