@@ -8,7 +8,6 @@ the benchmarks and the tests launch Dagster the same way and leave no process be
 from __future__ import annotations
 
 import signal
-import statistics
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +41,6 @@ __all__ = [
     "SensorTick",
     "backfill_times",
     "dagster_dev_on_store",
-    "percentile",
     "read_only_query",
     "run_timings",
     "runs_of_job",
@@ -267,10 +265,3 @@ def union_seconds(intervals: Iterable[tuple[float, float]]) -> float:
     if current_end is not None and current_start is not None:
         total += current_end - current_start
     return total
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The `fraction` quantile of `values` (inclusive method); the value itself for a single one."""
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[round(fraction * 100) - 1]

@@ -93,6 +93,8 @@ def test_two_processes_materializing_at_once_both_succeed(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
 
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-4000:]

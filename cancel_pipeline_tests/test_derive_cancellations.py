@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import duckdb
-import pytest
 
 from cancel_pipeline.warehouse.derive import derive_new_pages
 from cancel_pipeline_tests.order_builders import (
     land_page,
     line_item,
-    open_test_warehouse,
     order,
     refund,
     table_rows,
@@ -20,13 +17,6 @@ from cancel_pipeline_tests.order_builders import (
 )
 
 T0 = utc(2025, 3, 3, 15)
-
-
-@pytest.fixture
-def con(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = open_test_warehouse(str(tmp_path / "warehouse.duckdb"))
-    yield connection
-    connection.close()
 
 
 def canceled_lines(con: duckdb.DuckDBPyConnection, order_id: int) -> dict[int, dict]:

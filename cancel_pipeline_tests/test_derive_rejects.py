@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import duckdb
 import pytest
 
 from cancel_pipeline.warehouse.derive import derive_new_pages
@@ -14,7 +13,6 @@ from cancel_pipeline.warehouse.typed_orders import REJECT_REASONS
 from cancel_pipeline_tests.order_builders import (
     land_page,
     line_item,
-    open_test_warehouse,
     order,
     refund,
     table_rows,
@@ -22,13 +20,6 @@ from cancel_pipeline_tests.order_builders import (
 )
 
 T0 = utc(2025, 3, 3, 15)
-
-
-@pytest.fixture
-def con(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = open_test_warehouse(str(tmp_path / "warehouse.duckdb"))
-    yield connection
-    connection.close()
 
 
 def with_field(name: str, value: Any) -> Callable[[dict[str, Any]], Any]:

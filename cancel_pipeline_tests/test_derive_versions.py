@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import duckdb
@@ -14,7 +13,6 @@ from cancel_pipeline.warehouse.schema import DERIVED_TABLES
 from cancel_pipeline_tests.order_builders import (
     land_page,
     line_item,
-    open_test_warehouse,
     order,
     refund,
     table_rows,
@@ -22,13 +20,6 @@ from cancel_pipeline_tests.order_builders import (
 )
 
 T0 = utc(2025, 3, 3, 15)
-
-
-@pytest.fixture
-def con(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = open_test_warehouse(str(tmp_path / "warehouse.duckdb"))
-    yield connection
-    connection.close()
 
 
 def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:

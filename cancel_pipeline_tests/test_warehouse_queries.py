@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-
-import duckdb
-import pytest
 
 from cancel_pipeline.warehouse.derive import derive_new_pages
 from cancel_pipeline.warehouse.queries import (
@@ -17,16 +13,9 @@ from cancel_pipeline.warehouse.queries import (
     stuck_orders,
 )
 from cancel_pipeline.warehouse.schema import KEY_COLUMNS, derived_table_schemas
-from cancel_pipeline_tests.order_builders import land_page, open_test_warehouse, order, utc
+from cancel_pipeline_tests.order_builders import land_page, order, utc
 
 NOW = utc(2025, 3, 10, 12)
-
-
-@pytest.fixture
-def con(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = open_test_warehouse(str(tmp_path / "warehouse.duckdb"))
-    yield connection
-    connection.close()
 
 
 def test_derived_tables_have_the_contract_columns_and_types(con):
