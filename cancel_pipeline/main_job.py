@@ -7,6 +7,7 @@ two runs, and a second one only re-reads the newest windows.
 """
 
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -226,6 +227,8 @@ def _deliveries_report(summary: WarehouseSummary, targets: Sequence[str]) -> lis
 
 def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
     """Run the main job (both feeds, every table, every check) for the last `lookback`, and report."""
+    # `backfill_policy` is a beta parameter of Dagster: its warning says nothing to a user of `make run`.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     # Imported here so that planning and rendering stay importable without loading every definition.
     from cancel_pipeline.definitions import defs
     from cancel_pipeline.outbox.targets import enabled_targets
