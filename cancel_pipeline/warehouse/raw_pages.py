@@ -185,11 +185,8 @@ def land_pages(
     """
     if (window_start is None) != (window_end is None):
         raise ValueError("window_start and window_end are both set or both None")
-    if isinstance(pages, PageSpool):
-        return _land_spool(
-            con, asset, partition_key, window_start, window_end, requested_min, requested_max, pages
-        )
-    with spooled_pages(pages) as spool:
+    spooled = contextlib.nullcontext(pages) if isinstance(pages, PageSpool) else spooled_pages(pages)
+    with spooled as spool:
         return _land_spool(
             con, asset, partition_key, window_start, window_end, requested_min, requested_max, spool
         )
