@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cancel_pipeline.metadata import markdown_table
+from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.warehouse.connection import warehouse_connection
 from cancel_pipeline.warehouse.deliveries import deliveries_table_exists, flagged_deliveries
 from cancel_pipeline.warehouse.queries import StuckOrder, stuck_orders
@@ -20,10 +21,13 @@ FOLLOW_UP_PREVIEW_ROWS = 50
 @dg.asset_check(
     asset="orders",
     description=(
-        "Orders still in 'created' (not canceled, fulfilled or closed) longer than their source's threshold: "
-        "POS 1 hour, web 24 hours, draft orders 48 hours, others 24 hours; test orders excluded. Run the "
-        "refresh_orders job with `stuck: true` to re-fetch them: an order Shopify has since fulfilled leaves "
-        "the list."
+        "Orders still in 'created' (not canceled, fulfilled or closed) longer than their source's threshold ("
+        + ", ".join(
+            f"{source} {limit.total_seconds() / 3600:g} h"
+            for source, limit in SETTINGS.stuck_thresholds.items()
+        )
+        + "; CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS); test orders excluded. Run the refresh_orders job with "
+        "`stuck: true` to re-fetch them: an order Shopify has since fulfilled leaves the list."
     ),
 )
 def orders_stuck_in_created(duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -31,7 +35,9 @@ def orders_stuck_in_created(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     now = datetime.now(UTC)
     with duckdb.get_connection() as con:
         ensure_schema(con)
-        stuck = stuck_orders(con, now)
+        stuck = stuck_orders(
+            con, now, SETTINGS.stuck_source_thresholds, other_threshold=SETTINGS.stuck_other_threshold
+        )
     oldest = max((order.age for order in stuck), default=timedelta(0))
     return dg.AssetCheckResult(
         passed=not stuck,

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 DEFAULT_DUCKDB_PATH = "data/cancel_pipeline.duckdb"
+
+OTHER_SOURCES = "other"
+"""The key of `stuck_thresholds` that applies to every source not named."""
+DEFAULT_OTHER_THRESHOLD = timedelta(hours=24)
+# POS orders are normally completed at the till, so a short wait already means something is wrong.
+DEFAULT_STUCK_THRESHOLDS: Mapping[str, timedelta] = {
+    "pos": timedelta(hours=1),
+    "web": timedelta(hours=24),
+    "shopify_draft_order": timedelta(hours=48),
+    OTHER_SOURCES: DEFAULT_OTHER_THRESHOLD,
+}
 
 
 class SettingsError(ValueError):
@@ -44,6 +55,19 @@ class PipelineSettings:
     """Minimum time between two ticks of the cancellation sensor. `CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS`."""
     duckdb_path: str
     """The DuckDB file. `CANCEL_PIPELINE_DUCKDB`."""
+    stuck_thresholds: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_STUCK_THRESHOLDS))
+    """How long an order of each `source_name` may stay in 'created' (key `other`: any other source).
+    `CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS`, e.g. `pos=1,web=24,shopify_draft_order=48,other=24`."""
+
+    @property
+    def stuck_other_threshold(self) -> timedelta:
+        """The threshold of sources not named in `stuck_thresholds`."""
+        return self.stuck_thresholds.get(OTHER_SOURCES, DEFAULT_OTHER_THRESHOLD)
+
+    @property
+    def stuck_source_thresholds(self) -> dict[str, timedelta]:
+        """The thresholds of the named sources."""
+        return {source: limit for source, limit in self.stuck_thresholds.items() if source != OTHER_SOURCES}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -61,6 +85,7 @@ class PipelineSettings:
             ),
             sensor_interval_seconds=_int(env, "CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS", 60, minimum=1),
             duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or DEFAULT_DUCKDB_PATH,
+            stuck_thresholds=_thresholds(env, "CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS"),
         )
         if settings.first_window_start.second or settings.first_window_start.microsecond:
             raise SettingsError("CANCEL_PIPELINE_FIRST_WINDOW must fall on a whole minute")
@@ -80,6 +105,23 @@ def _int(
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _thresholds(env: Mapping[str, str], name: str) -> dict[str, timedelta]:
+    # Sources not listed keep their defaults, so one can tune `pos` alone.
+    thresholds = dict(DEFAULT_STUCK_THRESHOLDS)
+    for item in filter(None, (part.strip() for part in (env.get(name) or "").split(","))):
+        source, equals, hours = item.partition("=")
+        try:
+            value = float(hours) if equals and source.strip() else -1.0
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            raise SettingsError(
+                f"{name} must be a list like 'pos=1,web=24,other=24' (hours > 0 per source_name), got {item!r}"
+            )
+        thresholds[source.strip()] = timedelta(hours=value)
+    return thresholds
 
 
 def _window(env: Mapping[str, str], name: str, default: int) -> int:

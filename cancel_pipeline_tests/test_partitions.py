@@ -46,6 +46,26 @@ def test_settings_from_environment() -> None:
     assert settings.duckdb_path == "elsewhere/w.duckdb"
 
 
+def test_stuck_thresholds_override_only_the_sources_named() -> None:
+    defaults = PipelineSettings.from_env({})
+    assert defaults.stuck_source_thresholds == {
+        "pos": timedelta(hours=1),
+        "web": timedelta(hours=24),
+        "shopify_draft_order": timedelta(hours=48),
+    }
+    assert defaults.stuck_other_threshold == timedelta(hours=24)
+    tuned = PipelineSettings.from_env(
+        {"CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS": " pos=0.5, iphone=2,other=12 "}
+    )
+    assert tuned.stuck_source_thresholds == {
+        "pos": timedelta(minutes=30),
+        "web": timedelta(hours=24),
+        "shopify_draft_order": timedelta(hours=48),
+        "iphone": timedelta(hours=2),
+    }
+    assert tuned.stuck_other_threshold == timedelta(hours=12)
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -54,6 +74,9 @@ def test_settings_from_environment() -> None:
         ("CANCEL_PIPELINE_RECONCILIATION_HOUR", "24", "between 0 and 23"),
         ("CANCEL_PIPELINE_FIRST_WINDOW", "yesterday", "ISO 8601"),
         ("CANCEL_PIPELINE_FIRST_WINDOW", "2026-03-01T00:00:30Z", "whole minute"),
+        ("CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS", "pos=soon", "hours > 0"),
+        ("CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS", "pos", "hours > 0"),
+        ("CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS", "web=0", "hours > 0"),
     ],
 )
 def test_invalid_settings_name_the_variable(name: str, value: str, message: str) -> None:

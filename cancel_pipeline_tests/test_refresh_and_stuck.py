@@ -15,10 +15,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from cancel_pipeline import checks
 from cancel_pipeline.assets.derived import cancellation_tables
 from cancel_pipeline.assets.raw import raw_updated_order_pages
 from cancel_pipeline.checks import orders_stuck_in_created
 from cancel_pipeline.partitions import PARTITION_KEY_FORMAT
+from cancel_pipeline.settings import PipelineSettings
 from cancel_pipeline.shopify.demo_store import FrozenClock
 from cancel_pipeline_tests.pipeline_fixtures import (
     Pipeline,
@@ -217,3 +219,16 @@ def test_stuck_check_lists_the_seeded_orders_the_contract_calls_stuck(tmp_path: 
         [old, new] = versions(pipeline, stuck[0]["id"])
         assert old["superseded_by_updated_at"] == new["updated_at"] == parse_time(fulfilled["updated_at"])
         assert old["superseded_at"] is not None
+
+
+@pytest.mark.timeout(120)
+def test_stuck_check_takes_its_thresholds_from_the_settings(
+    placed: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pos_order = place(placed, timedelta(hours=2), "pos")
+    app_order = place(placed, timedelta(hours=3), "iphone")
+    tuned = PipelineSettings.from_env({"CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS": "pos=4,other=2.5"})
+    monkeypatch.setattr(checks, "SETTINGS", tuned)
+    check = stuck_evaluation(placed.refresh(order_ids=[pos_order, app_order]))
+    # Past the default POS hour, but not the 4 hours configured; past the 2.5 hours set for other sources.
+    assert listed_order_ids(check) == [app_order]

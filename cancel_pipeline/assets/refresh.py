@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from cancel_pipeline.assets.raw import DUCKDB_WRITER_POOL, OWNERS, RAW_GROUP
+from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.shopify.resource import ShopifyResource
 from cancel_pipeline.warehouse.queries import stuck_orders
 from cancel_pipeline.warehouse.raw_pages import land_pages, spooled_pages
@@ -46,7 +47,13 @@ def raw_refreshed_order_pages(
     if config.stuck:
         with duckdb.get_connection() as con:
             ensure_schema(con)
-            flagged = [order.order_id for order in stuck_orders(con, datetime.now(UTC))]
+            stuck = stuck_orders(
+                con,
+                datetime.now(UTC),
+                SETTINGS.stuck_source_thresholds,
+                other_threshold=SETTINGS.stuck_other_threshold,
+            )
+            flagged = [order.order_id for order in stuck]
         context.log.info(f"The stuck check flags {len(flagged)} orders")
         requested = set(order_ids)
         order_ids += [order_id for order_id in flagged if order_id not in requested]

@@ -9,15 +9,15 @@ from typing import Any
 
 import duckdb
 
+from cancel_pipeline import settings
 from cancel_pipeline.warehouse.schema import KEY_COLUMNS, WATERMARK_SOURCE
 
-# POS orders are normally completed at the till, so a short wait already means something is wrong.
 DEFAULT_STUCK_THRESHOLDS: Mapping[str, timedelta] = {
-    "pos": timedelta(hours=1),
-    "web": timedelta(hours=24),
-    "shopify_draft_order": timedelta(hours=48),
+    source: threshold
+    for source, threshold in settings.DEFAULT_STUCK_THRESHOLDS.items()
+    if source != settings.OTHER_SOURCES
 }
-DEFAULT_OTHER_SOURCE_THRESHOLD = timedelta(hours=24)
+DEFAULT_OTHER_SOURCE_THRESHOLD = settings.DEFAULT_OTHER_THRESHOLD
 
 
 @dataclass(frozen=True)

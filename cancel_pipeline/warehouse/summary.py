@@ -7,6 +7,7 @@ from datetime import datetime
 
 import duckdb
 
+from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.warehouse.deliveries import deliveries_table_exists, outcome_counts
 from cancel_pipeline.warehouse.queries import stuck_orders
 
@@ -58,7 +59,11 @@ def summarize(con: duckdb.DuckDBPyConnection, now: datetime) -> WarehouseSummary
         rejects_by_reason=grouped(
             "select reason, count(distinct raw_order::varchar) from order_rejects group by 1 order by 2 desc, 1"
         ),
-        stuck_orders=len(stuck_orders(con, now)),
+        stuck_orders=len(
+            stuck_orders(
+                con, now, SETTINGS.stuck_source_thresholds, other_threshold=SETTINGS.stuck_other_threshold
+            )
+        ),
         raw_pages=scalar("select count(*) from raw_order_pages"),
         deliveries=outcome_counts(con) if deliveries_table_exists(con) else [],
     )
