@@ -114,6 +114,28 @@ def test_edit_removal_without_a_refund_is_canceled_at_the_orders_updated_at(con)
     assert lines[41]["canceled_at"] == edited
 
 
+def test_an_edit_removal_keeps_the_time_of_the_first_version_that_shows_it(con):
+    # v1: nothing removed; v2: an edit removes 1 of 3; v3: the order is fulfilled later, the edit unchanged;
+    # v4: a second edit removes another unit. Versions arrive out of order, as windows of a backfill may.
+    v1, v2, v3, v4 = (T0 + timedelta(hours=hours) for hours in (0, 1, 5, 9))
+    versions = {
+        v1: order(7, v1, line_items=[line_item(71, 3, current_quantity=3)]),
+        v2: order(7, v2, line_items=[line_item(71, 3, current_quantity=2)]),
+        v3: order(7, v3, line_items=[line_item(71, 3, current_quantity=2)], fulfillment_status="partial"),
+        v4: order(7, v4, line_items=[line_item(71, 3, current_quantity=1)], fulfillment_status="partial"),
+    }
+    for page_number, version in enumerate((v3, v1, v2), start=1):
+        land_page(con, [versions[version]], page_number=page_number)
+    derive_new_pages(con)
+    line = canceled_lines(con, 7)[71]
+    assert (line["canceled_quantity"], line["canceled_at"]) == (1, v2)  # not v3, the latest version
+
+    land_page(con, [versions[v4]], page_number=4)
+    derive_new_pages(con)
+    line = canceled_lines(con, 7)[71]
+    assert (line["canceled_quantity"], line["canceled_at"]) == (2, v4)
+
+
 def test_a_return_is_not_a_cancellation(con):
     land_page(
         con,

@@ -46,6 +46,33 @@ per_line as (
     from refund_lines
     group by order_id, rli.line_item_id
 ),
+-- Every version of the touched open orders, for the time an edit removal first showed: Shopify gives no time
+-- for an edit, so a line canceled only by an edit takes the updated_at of the first version showing its
+-- current removal (the minimum over versions, whatever order they were fetched in).
+history as (
+    select order_id, updated_at, line_items, refunds
+    from order_versions
+    where order_id in (select order_id from touched_orders) and cancelled_at is null
+),
+history_refunded as (
+    select order_id, updated_at, rli.line_item_id as line_item_id, sum(rli.quantity) as refunded_quantity
+    from (
+        select order_id, updated_at, unnest(r.refund_line_items) as rli
+        from (select order_id, updated_at, unnest(refunds) as r from history)
+    )
+    group by all
+),
+history_removed as (
+    select
+        h.order_id,
+        h.li.id as line_item_id,
+        h.updated_at,
+        greatest(0, h.li.quantity - h.li.current_quantity - coalesce(hr.refunded_quantity, 0)) as removed
+    from (select order_id, updated_at, unnest(line_items) as li from history) h
+    left join history_refunded hr
+        on hr.order_id = h.order_id and hr.updated_at = h.updated_at and hr.line_item_id = h.li.id
+    where h.li.current_quantity is not null
+),
 computed as (
     select
         l.order_id,
@@ -65,7 +92,20 @@ computed as (
         end as canceled_quantity,
         case
             when l.cancelled_at is not null then l.cancelled_at
-            else coalesce(p.last_cancel_refund_at, l.updated_at)
+            else coalesce(
+                p.last_cancel_refund_at,
+                (
+                    select min(hr.updated_at)
+                    from history_removed hr
+                    where hr.order_id = l.order_id
+                      and hr.line_item_id = l.li.id
+                      and hr.removed > 0
+                      and hr.removed >= greatest(
+                          0, l.li.quantity - l.li.current_quantity - coalesce(p.refunded_quantity, 0)
+                      )
+                ),
+                l.updated_at
+            )
         end as canceled_at,
         l.cancelled_at is not null as order_canceled,
         l.updated_at
