@@ -220,16 +220,35 @@ def stop_dagster_dev(server: DagsterDevServer, timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         _signal_group(group, signal.SIGKILL)
         process.wait(timeout=10)
-    # Children may outlive the leader by a moment while they shut down.
+    # Children may outlive the leader by a moment while they shut down, and during shutdown Dagster sometimes
+    # restarts its code server ("Code server process has exited ... Restarting"): a respawned child never got
+    # the first signal, so the group is asked again until it is empty, and killed if it will not go.
     deadline = time.monotonic() + timeout
+    next_signal = time.monotonic() + 2
     while session_processes(group) and time.monotonic() < deadline:
+        if time.monotonic() >= next_signal:
+            _signal_session(group, signal.SIGTERM)
+            next_signal = time.monotonic() + 2
         time.sleep(0.2)
+    if session_processes(group):
+        _signal_session(group, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 10
+        while session_processes(group) and time.monotonic() < kill_deadline:
+            time.sleep(0.2)
     leftovers = session_processes(group)
     if leftovers:
         for pid, _command in leftovers:
             _kill_quietly(pid)
         listing = "\n".join(f"  {pid}: {command[:200]}" for pid, command in leftovers)
-        raise DagsterDevError(f"processes of dagster dev were still running after it stopped:\n{listing}")
+        raise DagsterDevError(f"processes of dagster dev survived SIGTERM and SIGKILL:\n{listing}")
+
+
+def _signal_session(session_id: int, sig: signal.Signals) -> None:
+    # A respawned child may sit in a process group of its own, but it keeps the session.
+    _signal_group(session_id, sig)
+    for pid, _command in session_processes(session_id):
+        with suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:
