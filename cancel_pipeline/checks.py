@@ -35,9 +35,7 @@ def orders_stuck_in_created(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     now = datetime.now(UTC)
     with duckdb.get_connection() as con:
         ensure_schema(con)
-        stuck = stuck_orders(
-            con, now, SETTINGS.stuck_source_thresholds, other_threshold=SETTINGS.stuck_other_threshold
-        )
+        stuck = stuck_orders(con, now, SETTINGS.stuck_thresholds)
     oldest = max((order.age for order in stuck), default=timedelta(0))
     return dg.AssetCheckResult(
         passed=not stuck,

@@ -59,16 +59,6 @@ class PipelineSettings:
     """How long an order of each `source_name` may stay in 'created' (key `other`: any other source).
     `CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS`, e.g. `pos=1,web=24,shopify_draft_order=48,other=24`."""
 
-    @property
-    def stuck_other_threshold(self) -> timedelta:
-        """The threshold of sources not named in `stuck_thresholds`."""
-        return self.stuck_thresholds.get(OTHER_SOURCES, DEFAULT_OTHER_THRESHOLD)
-
-    @property
-    def stuck_source_thresholds(self) -> dict[str, timedelta]:
-        """The thresholds of the named sources."""
-        return {source: limit for source, limit in self.stuck_thresholds.items() if source != OTHER_SOURCES}
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
         """Read the settings from `environ` (default: the process environment)."""

@@ -48,22 +48,22 @@ def test_settings_from_environment() -> None:
 
 def test_stuck_thresholds_override_only_the_sources_named() -> None:
     defaults = PipelineSettings.from_env({})
-    assert defaults.stuck_source_thresholds == {
+    assert defaults.stuck_thresholds == {
         "pos": timedelta(hours=1),
         "web": timedelta(hours=24),
         "shopify_draft_order": timedelta(hours=48),
+        "other": timedelta(hours=24),
     }
-    assert defaults.stuck_other_threshold == timedelta(hours=24)
     tuned = PipelineSettings.from_env(
         {"CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS": " pos=0.5, iphone=2,other=12 "}
     )
-    assert tuned.stuck_source_thresholds == {
+    assert tuned.stuck_thresholds == {
         "pos": timedelta(minutes=30),
         "web": timedelta(hours=24),
         "shopify_draft_order": timedelta(hours=48),
+        "other": timedelta(hours=12),
         "iphone": timedelta(hours=2),
     }
-    assert tuned.stuck_other_threshold == timedelta(hours=12)
 
 
 @pytest.mark.parametrize(

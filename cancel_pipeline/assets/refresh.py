@@ -47,12 +47,7 @@ def raw_refreshed_order_pages(
     if config.stuck:
         with duckdb.get_connection() as con:
             ensure_schema(con)
-            stuck = stuck_orders(
-                con,
-                datetime.now(UTC),
-                SETTINGS.stuck_source_thresholds,
-                other_threshold=SETTINGS.stuck_other_threshold,
-            )
+            stuck = stuck_orders(con, datetime.now(UTC), SETTINGS.stuck_thresholds)
             flagged = [order.order_id for order in stuck]
         context.log.info(f"The stuck check flags {len(flagged)} orders")
         requested = set(order_ids)

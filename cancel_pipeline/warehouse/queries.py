@@ -12,12 +12,7 @@ import duckdb
 from cancel_pipeline import settings
 from cancel_pipeline.warehouse.schema import KEY_COLUMNS, WATERMARK_SOURCE
 
-DEFAULT_STUCK_THRESHOLDS: Mapping[str, timedelta] = {
-    source: threshold
-    for source, threshold in settings.DEFAULT_STUCK_THRESHOLDS.items()
-    if source != settings.OTHER_SOURCES
-}
-DEFAULT_OTHER_SOURCE_THRESHOLD = settings.DEFAULT_OTHER_THRESHOLD
+DEFAULT_STUCK_THRESHOLDS = settings.DEFAULT_STUCK_THRESHOLDS
 
 
 @dataclass(frozen=True)
@@ -37,15 +32,15 @@ def stuck_orders(
     now: datetime,
     thresholds: Mapping[str, timedelta] = DEFAULT_STUCK_THRESHOLDS,
     *,
-    other_threshold: timedelta = DEFAULT_OTHER_SOURCE_THRESHOLD,
     limit: int | None = None,
 ) -> list[StuckOrder]:
     """Non-test orders in 'created' whose age at `now` is strictly greater than their source's threshold.
 
-    `thresholds` maps `source_name` to a threshold; any other source (or none) gets `other_threshold`.
-    Oldest first; `limit` caps the rows returned.
+    `thresholds` maps `source_name` to a threshold, as `PipelineSettings.stuck_thresholds` does; its key
+    `other` (default 24 hours) applies to any other source, or none. Oldest first; `limit` caps the rows.
     """
-    sources = list(thresholds)
+    other_threshold = thresholds.get(settings.OTHER_SOURCES, settings.DEFAULT_OTHER_THRESHOLD)
+    sources = [source for source in thresholds if source != settings.OTHER_SOURCES]
     threshold_seconds = [thresholds[source].total_seconds() for source in sources]
     rows = con.execute(
         f"""

@@ -59,11 +59,7 @@ def summarize(con: duckdb.DuckDBPyConnection, now: datetime) -> WarehouseSummary
         rejects_by_reason=grouped(
             "select reason, count(distinct raw_order::varchar) from order_rejects group by 1 order by 2 desc, 1"
         ),
-        stuck_orders=len(
-            stuck_orders(
-                con, now, SETTINGS.stuck_source_thresholds, other_threshold=SETTINGS.stuck_other_threshold
-            )
-        ),
+        stuck_orders=len(stuck_orders(con, now, SETTINGS.stuck_thresholds)),
         raw_pages=scalar("select count(*) from raw_order_pages"),
         deliveries=outcome_counts(con) if deliveries_table_exists(con) else [],
     )
