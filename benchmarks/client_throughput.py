@@ -69,7 +69,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_store(bucket_size: int, leak_rate: float) -> tuple[subprocess.Popen, str]:
+def start_store(
+    bucket_size: int, leak_rate: float, orders_per_hour: float = 200.0
+) -> tuple[subprocess.Popen, str]:
     """Serve a demo store in a subprocess; returns the process and its base URL once it answers."""
     port = free_port()
     command = [
@@ -84,7 +86,7 @@ def start_store(bucket_size: int, leak_rate: float) -> tuple[subprocess.Popen, s
         "--leak-rate",
         str(leak_rate),
         "--orders-per-hour",
-        "200",
+        f"{orders_per_hour:g}",
         "--now",
         NOW.isoformat(),
     ]

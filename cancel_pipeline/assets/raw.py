@@ -51,7 +51,10 @@ def fetch_and_land_window(
     )
     with shopify.get_client() as client:
         pages = client.iter_order_pages(
-            status=status, updated_at_min=requested_min, updated_at_max=requested_max
+            status=status,
+            updated_at_min=requested_min,
+            updated_at_max=requested_max,
+            streams=shopify.fetch_streams,
         )
         # The spool is filled before the warehouse is opened: the HTTP fetch never holds DuckDB's file lock.
         with spooled_pages(pages) as spool, duckdb.get_connection() as con:
@@ -74,6 +77,7 @@ def fetch_and_land_window(
         "pages": landed.pages,
         "orders": landed.orders,
         "requests": stats.requests,
+        "streams": shopify.fetch_streams,
         "retries": stats.retries,
         "throttled_429": stats.throttled_429,
         "rate_limit_wait_s": round(stats.rate_limit_wait_s, 3),

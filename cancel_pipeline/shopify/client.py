@@ -1,8 +1,13 @@
 """`ShopifyClient`: the REST Admin API client for orders (paging, pacing, retries, typed errors).
 
-One client talks to one store, sequentially. Every request goes through `_send`, which paces on the leaky
-bucket, attaches the token, retries what is worth retrying and turns what is not into a typed error whose
-message a data engineer can act on and which never carries a credential.
+One client talks to one store. Every request goes through `_send`, which paces on the leaky bucket, attaches
+the token, retries what is worth retrying and turns what is not into a typed error whose message a data
+engineer can act on and which never carries a credential.
+
+A page of 250 orders takes Shopify 200-500 ms to answer, so one cursor gets 2-5 pages a second: enough for a
+Standard bucket (2/s), a quarter of a Plus one (20/s). `iter_order_pages(..., streams=N)` therefore walks a
+long span as several disjoint `updated_at` slices at once (`streams.py`), on worker threads that share this
+client's one bucket model, one connection pool and one set of counters; `_send` is thread-safe for that.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -38,14 +45,18 @@ from cancel_pipeline.shopify.rate_limit import (
     parse_call_limit,
     parse_retry_after,
 )
+from cancel_pipeline.shopify.streams import FetchStopped, SliceFetch, plan_slices, stream_pages
 
-__all__ = ["DEFAULT_API_VERSION", "ClientStats", "OrderPage", "ShopifyClient"]
+__all__ = ["DEFAULT_API_VERSION", "DEFAULT_FETCH_STREAMS", "ClientStats", "OrderPage", "ShopifyClient"]
 
 #: A supported quarterly Admin API version; pin another with `api_version` / `SHOPIFY_API_VERSION`.
 DEFAULT_API_VERSION = "2026-07"
 
 #: Shopify's page size ceiling for `orders.json`, and the batch size of `ids=` look-ups.
 MAX_PAGE_SIZE = 250
+
+#: Concurrent page streams of `iter_order_pages` when the caller does not say (`SHOPIFY_FETCH_STREAMS`).
+DEFAULT_FETCH_STREAMS = 4
 
 #: Transient server-side failures (530/540: origin DNS error / endpoint temporarily disabled).
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 530, 540})
@@ -87,7 +98,7 @@ def resolve_store(store: str) -> tuple[str, str]:
 
 
 class ShopifyClient:
-    """Sequential REST Admin API client for one store's orders.
+    """REST Admin API client for one store's orders; one page stream, or several sharing its bucket.
 
     Credentials: exactly one of `access_token` or (`client_id`, `client_secret`). Pacing: a local model of
     the store's leaky bucket (`bucket_size` requests leaking `leak_rate` per second), kept in step with
@@ -138,6 +149,10 @@ class ShopifyClient:
             headers={"Accept": "application/json", "User-Agent": "cancel_pipeline"},
         )
         self.stats = ClientStats()
+        self._stats_lock = threading.Lock()
+        self._auth_lock = threading.RLock()
+        # Set on a page-stream worker thread: its fetch's stop event (waits end early, requests stop).
+        self._local = threading.local()
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -149,22 +164,29 @@ class ShopifyClient:
         updated_at_max: datetime | None = None,
         limit: int = MAX_PAGE_SIZE,
         fields: list[str] | None = None,
+        streams: int = 1,
     ) -> Iterator[OrderPage]:
         """Pages of `GET orders.json` for the filters, one at a time.
 
         The first request carries every filter; later ones follow the `Link` `rel="next"` URL verbatim
         (Shopify keeps the filters in the cursor and refuses them next to `page_info`).
+
+        `streams` > 1 (with both bounds given) fetches the span as disjoint `updated_at` slices walked by up to
+        that many worker threads; see `streams.py`. Pages then come in arrival order, numbered 1..n over the
+        whole fetch, each with the first request of its slice as `request_path`; an order updated in the
+        second two slices share may come twice (a later version never is lost). One `orders/count.json`
+        sizes the split, and a span too small to split is fetched as one stream. `streams=1` sends exactly
+        the requests it always did.
         """
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
-        params: dict[str, str | int] = {"status": status, "limit": limit}
-        if updated_at_min is not None:
-            params["updated_at_min"] = format_instant(updated_at_min)
-        if updated_at_max is not None:
-            params["updated_at_max"] = format_instant(updated_at_max)
-        if fields:
-            params["fields"] = ",".join(fields)
-        yield from self._walk_pages(self._api_url("orders.json"), params, first_page_number=1)
+        if streams < 1:
+            raise ValueError(f"streams must be at least 1, got {streams}")
+        params = self._list_params(status, updated_at_min, updated_at_max, limit, fields)
+        if streams == 1 or updated_at_min is None or updated_at_max is None:
+            yield from self._walk_pages(self._api_url("orders.json"), params, first_page_number=1)
+        else:
+            yield from self._iter_sliced(status, updated_at_min, updated_at_max, limit, fields, streams)
 
     def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
         """Pages holding the given orders (any status), asked for in batches of 250 ids."""
@@ -234,6 +256,75 @@ class ShopifyClient:
 
     # -- paging -------------------------------------------------------------------------------------
 
+    def _list_params(
+        self,
+        status: str,
+        updated_at_min: datetime | None,
+        updated_at_max: datetime | None,
+        limit: int,
+        fields: list[str] | None,
+    ) -> dict[str, str | int]:
+        params: dict[str, str | int] = {"status": status, "limit": limit}
+        if updated_at_min is not None:
+            params["updated_at_min"] = format_instant(updated_at_min)
+        if updated_at_max is not None:
+            params["updated_at_max"] = format_instant(updated_at_max)
+        if fields:
+            params["fields"] = ",".join(fields)
+        return params
+
+    def _iter_sliced(
+        self,
+        status: str,
+        updated_at_min: datetime,
+        updated_at_max: datetime,
+        limit: int,
+        fields: list[str] | None,
+        streams: int,
+    ) -> Iterator[OrderPage]:
+        """The span as concurrent slices, or as one stream when the count says it is too small to split."""
+        orders = self.count_orders(
+            status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max
+        )
+        slices = plan_slices(updated_at_min, updated_at_max, orders=orders, limit=limit, streams=streams)
+        if len(slices) == 1:
+            params = self._list_params(status, updated_at_min, updated_at_max, limit, fields)
+            yield from self._walk_pages(self._api_url("orders.json"), params, first_page_number=1)
+            return
+        url = self._api_url("orders.json")
+
+        def fetch_slice(piece: SliceFetch) -> Iterator[OrderPage]:
+            params = self._list_params(status, piece.start, piece.end, limit, fields)
+            return self._walk_pages(url, params, first_page_number=1)
+
+        workers = min(streams, len(slices))
+        # Each worker may have a request in flight the server has not counted yet: keep room for them.
+        with self._bucket_headroom(workers):
+            yield from stream_pages(
+                slices,
+                fetch_slice,
+                workers=workers,
+                queue_pages=workers,
+                bind_stop=self._bind_stop,
+                name=f"shopify-{self.store}",
+            )
+
+    @contextmanager
+    def _bucket_headroom(self, headroom: float) -> Iterator[None]:
+        bucket = self._bucket
+        with bucket._lock:
+            before = bucket.headroom
+            bucket.headroom = min(max(before, headroom), bucket.size - 1)
+        try:
+            yield
+        finally:
+            with bucket._lock:
+                bucket.headroom = before
+
+    def _bind_stop(self, stop: threading.Event | None) -> None:
+        """Called on a worker thread: its waits end early and its next request raises once `stop` is set."""
+        self._local.stop = stop
+
     def _walk_pages(
         self, url: str, params: dict[str, str | int] | None, first_page_number: int
     ) -> Iterator[OrderPage]:
@@ -286,34 +377,51 @@ class ShopifyClient:
         last_status: int | None = None
         last_problem = ""
         while True:
-            # Only Admin API calls draw from the bucket; the token exchange does not.
+            self._check_stop()
+            # Only Admin API calls draw from the bucket; the token exchange does not. Pacing books the
+            # slot before the wait, so concurrent streams line up behind each other instead of colliding.
             if authenticated and not skip_pacing:
                 self._wait_for_bucket()
-            skip_pacing = False
-            headers = {_TOKEN_HEADER: self._auth.token()} if authenticated else {}
-            request = self._http.build_request(
-                method, url, params=params, json=json_body, data=form, headers=headers
-            )
-            if authenticated:
+            elif authenticated:
                 self._bucket.record_request()
+            skip_pacing = False
+            try:
+                with self._auth_lock:
+                    headers = {_TOKEN_HEADER: self._auth.token()} if authenticated else {}
+                request = self._http.build_request(
+                    method, url, params=params, json=json_body, data=form, headers=headers
+                )
+            except BaseException:
+                if authenticated:
+                    self._bucket.settle(self._clock(), None)
+                raise
             sent_at = self._clock()
             attempts += 1
-            self.stats.requests += 1
-            if attempts > 1:
-                self.stats.retries += 1
+            with self._stats_lock:
+                self.stats.requests += 1
+                if attempts > 1:
+                    self.stats.retries += 1
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
                 # Timeouts, refused/reset connections and bodies cut short (RemoteProtocolError).
+                if authenticated:
+                    self._bucket.settle(sent_at, None)
                 last_status, last_problem = None, type(exc).__name__
+            except BaseException:
+                if authenticated:
+                    self._bucket.settle(sent_at, None)
+                raise
             else:
-                self.stats.bytes_received += len(response.content)
+                with self._stats_lock:
+                    self.stats.bytes_received += len(response.content)
                 if authenticated:
                     self._sync_bucket(response, sent_at)
                 status = last_status = response.status_code
                 if status == 429:
                     throttles += 1
-                    self.stats.throttled_429 += 1
+                    with self._stats_lock:
+                        self.stats.throttled_429 += 1
                     if throttles > self._max_throttle_retries:
                         raise self._request_failed(method, request.url, status, attempts, "throttled (429)")
                     self._wait_after_throttle(response, endpoint)
@@ -326,7 +434,7 @@ class ShopifyClient:
                         last_problem = "body is not complete JSON (truncated?)"
                 elif status in RETRYABLE_STATUSES:
                     last_problem = f"HTTP {status}"
-                elif status == 401 and authenticated and not renewed_token and self._auth.invalidate():
+                elif status == 401 and authenticated and not renewed_token and self._invalidate_token():
                     # A client-credentials token can be revoked or expire early: exchange once more.
                     renewed_token = True
                     self._log.info(
@@ -349,35 +457,59 @@ class ShopifyClient:
                 self._max_retries,
                 delay,
             )
-            self._sleep(delay)
+            self._pause(delay)
+
+    def _invalidate_token(self) -> bool:
+        with self._auth_lock:
+            return self._auth.invalidate()
+
+    def _check_stop(self) -> None:
+        stop = getattr(self._local, "stop", None)
+        if stop is not None and stop.is_set():
+            raise FetchStopped()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep; on a page-stream worker, wake as soon as the fetch is stopped (and raise FetchStopped)."""
+        stop: threading.Event | None = getattr(self._local, "stop", None)
+        if stop is None:
+            self._sleep(seconds)
+            return
+        if self._sleep is time.sleep:
+            stop.wait(seconds)
+        else:
+            self._sleep(seconds)
+        self._check_stop()
 
     def _wait_for_bucket(self) -> None:
-        delay = self._bucket.delay()
+        delay = self._bucket.reserve()
         if delay > 0:
-            self.stats.rate_limit_wait_s += delay
-            self._sleep(delay)
+            with self._stats_lock:
+                self.stats.rate_limit_wait_s += delay
+            try:
+                self._pause(delay)
+            except BaseException:
+                self._bucket.settle(self._clock(), None)
+                raise
 
     def _sync_bucket(self, response: httpx.Response, sent_at: float) -> None:
         call_limit = parse_call_limit(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
-        if call_limit is None:
-            return
-        used, size = call_limit
-        if size != self._bucket.size:
+        if call_limit is not None and call_limit[1] != self._bucket.size:
             self._log.info(
                 "%s: bucket size is %d (configured %d), following the store",
                 self.store,
-                size,
+                call_limit[1],
                 self._bucket.size,
             )
-        self._bucket.sync(used, size, observed_at=sent_at)
+        self._bucket.settle(sent_at, call_limit)
 
     def _wait_after_throttle(self, response: httpx.Response, endpoint: str) -> None:
         self._bucket.mark_full()
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         delay = self._bucket.wait_for_throttle() if retry_after is None else retry_after
         self._log.warning("%s: throttled (429) on %s, waiting %.2f s", self.store, endpoint, delay)
-        self.stats.rate_limit_wait_s += delay
-        self._sleep(delay)
+        with self._stats_lock:
+            self.stats.rate_limit_wait_s += delay
+        self._pause(delay)
 
     # -- credentials --------------------------------------------------------------------------------
 

@@ -5,11 +5,19 @@ requests and leaks `leak_rate` per second; a request that finds it full gets 429
 model of that bucket, re-synchronised from the header on every response, and waits before a request only as
 long as the model says the request would overflow. Waiting on the model (instead of reacting to 429s) is what
 lets a sequential client run at the plan's leak rate without ever being throttled.
+
+Several threads of one client (concurrent page streams) share one bucket model: every method takes a lock,
+`reserve` books a slot atomically (so two threads never both see room for the same last request), and the
+model counts the requests in flight. A response's `used` may not include requests other threads sent
+about the same time, so `settle` adds every request still in flight to it and ignores a response older
+than the last one adopted. That over-estimates by the requests in flight, which costs nothing in steady
+state (the leak sets the pace once the bucket is near full) and a few requests of the initial burst.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -66,34 +74,74 @@ class LeakyBucket:
         self._clock = clock
         self._level = 0.0
         self._level_at = clock()
+        self._lock = threading.RLock()
+        self._in_flight = 0
+        self._synced_at = float("-inf")
 
     def level(self, now: float | None = None) -> float:
         """Requests the model believes are in the bucket at `now` (default: the clock's now)."""
-        now = self._clock() if now is None else now
-        return max(0.0, self._level - (now - self._level_at) * self.leak_rate)
+        with self._lock:
+            now = self._clock() if now is None else now
+            return max(0.0, self._level - (now - self._level_at) * self.leak_rate)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests reserved or recorded whose response has not been settled yet."""
+        return self._in_flight
 
     def delay(self) -> float:
         """Seconds to wait until one more request fits under `size - headroom`; 0 when it fits now."""
-        excess = self.level() + 1 - (self.size - self.headroom)
-        return max(0.0, excess / self.leak_rate)
+        with self._lock:
+            excess = self.level() + 1 - (self.size - self.headroom)
+            return max(0.0, excess / self.leak_rate)
 
     def record_request(self) -> None:
         """Count a request about to be sent, so the model is right even if no header comes back."""
-        now = self._clock()
-        self._level = self.level(now) + 1
-        self._level_at = now
+        with self._lock:
+            now = self._clock()
+            self._level = self.level(now) + 1
+            self._level_at = now
+            self._in_flight += 1
+
+    def reserve(self) -> float:
+        """Book the next request: count it now and return how long to wait before sending it.
+
+        Atomic, so concurrent callers get successive slots. For one caller it is `delay()` followed by
+        `record_request()` after the wait: counting the request before the wait rather than after gives the
+        same level once the wait is over.
+        """
+        with self._lock:
+            wait = self.delay()
+            self.record_request()
+            return wait
+
+    def settle(self, sent_at: float, call_limit: tuple[int, int] | None) -> None:
+        """A request sent at `sent_at` is over: adopt its `used/size` (if any) and stop counting it in flight.
+
+        The server's count is adopted only if it is at least as recent as the last adopted one, and the
+        requests still in flight are added to it (the server may not have counted them yet).
+        """
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            if call_limit is None or sent_at < self._synced_at:
+                return
+            used, size = call_limit
+            self.sync(used + self._in_flight, size, observed_at=sent_at)
 
     def sync(self, used: int, size: int, observed_at: float) -> None:
         """Adopt the server's `used/size`, valid at `observed_at` (the send time of the request)."""
-        self.size = size
-        self.headroom = min(self.headroom, size - 1)
-        self._level = float(used)
-        self._level_at = observed_at
+        with self._lock:
+            self.size = size
+            self.headroom = min(self.headroom, size - 1)
+            self._level = float(used)
+            self._level_at = observed_at
+            self._synced_at = observed_at
 
     def mark_full(self) -> None:
         """A 429 proves the bucket is full right now, whatever the model thought."""
-        self._level = float(self.size)
-        self._level_at = self._clock()
+        with self._lock:
+            self._level = float(self.size)
+            self._level_at = self._clock()
 
     def wait_for_throttle(self) -> float:
         """Wait after a 429 that came without `Retry-After`: time for one request plus headroom to leak."""

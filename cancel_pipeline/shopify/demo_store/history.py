@@ -29,6 +29,21 @@ from .settings import HISTORY_EPOCH, DemoStoreSettings
 
 EPOCH_TS = int(HISTORY_EPOCH.timestamp())
 MAX_REGULAR_PER_BUCKET = 200
+"""Regular orders an hour at most, unless the density asked for is higher: then up to what the hour's id slot
+holds besides its burst (`regular_cap`), so `--orders-per-hour 600` is served as asked, not cut to 200."""
+
+
+def regular_cap(settings: DemoStoreSettings) -> int:
+    """The most regular orders one hour bucket gets: 200, or for a denser store what its id slot can hold.
+
+    Densities up to 100 an hour keep exactly the histories they always had (a draw over 200 is ten standard
+    deviations away); above that the old cap silently thinned the store (at 200 an hour, every hour that drew
+    more), and a benchmark of a big store got a smaller one than it asked for.
+    """
+    if settings.orders_per_hour <= 100:
+        return MAX_REGULAR_PER_BUCKET
+    return max(MAX_REGULAR_PER_BUCKET, ORDERS_PER_BUCKET_SLOT - max(settings.burst_size, 0) - 1)
+
 
 # Weights of what happens to an ordinary order after it is placed.
 SCENARIOS = {
@@ -68,6 +83,7 @@ class History:
         self._burst_offset = settings.seed % max(settings.burst_every_hours, 1)
         self._malformed_offset = (settings.seed * 7 + 1) % max(settings.malformed_every_hours, 1)
         self.bucket = lru_cache(maxsize=settings.bucket_cache_size)(self._generate)
+        self._regular_cap = regular_cap(settings)
 
     def plans_between(self, first_bucket: int, last_bucket: int) -> Iterator[OrderPlan]:
         """Every plan created in buckets first..last inclusive, oldest first."""
@@ -91,7 +107,7 @@ class History:
         s = self.settings
         rng = random.Random(s.seed * 1_000_003 + b)
         start = bucket_start(b)
-        count = min(_poisson(rng, s.orders_per_hour), MAX_REGULAR_PER_BUCKET)
+        count = min(_poisson(rng, s.orders_per_hour), self._regular_cap)
         malformed_kind = None
         if s.malformed_every_hours > 0 and b % s.malformed_every_hours == self._malformed_offset:
             malformed_kind = MALFORMED_KINDS[(b // s.malformed_every_hours) % len(MALFORMED_KINDS)]
