@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate_pages import FILE_ORDERS, PAGE_ORDERS, ensure_pages, parse_count
 
+from cancel_pipeline.warehouse.raw_pages import page_store_for
+
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "out"
 PHASES = ("e2e", "e2e_deferred", "derive", "floor")
 ASSET = "raw_updated_order_pages"
@@ -83,13 +85,13 @@ def _window_pages(path: Path, window: int) -> Iterator[Any]:
             )
 
 
-def _land_all(con: Any, files: list[Path]) -> float:
+def _land_all(con: Any, files: list[Path], database: Path) -> float:
     from cancel_pipeline.warehouse.raw_pages import land_pages, spooled_pages
 
     started = time.perf_counter()
     for window, path in enumerate(files):
         start = FIRST_WINDOW + window * WINDOW
-        with spooled_pages(_window_pages(path, window)) as spool:
+        with spooled_pages(_window_pages(path, window), database=database) as spool:
             land_pages(
                 con,
                 asset=ASSET,
@@ -153,7 +155,7 @@ def run_phase(phase: str, files: list[Path], database: Path, orders_type: str) -
         # its own connection.
         land_config = LAND_CONFIG if phase == "e2e" else DEFERRED_CONFIG
         with warehouse_connection(database, config=land_config) as con:
-            land_seconds = _land_all(con, files)
+            land_seconds = _land_all(con, files, database)
         figures["seconds"] = land_seconds
         if phase != "land":
             with warehouse_connection(database, config=CONNECTION_CONFIG) as con:
@@ -239,9 +241,16 @@ def benchmark_size(
             database = work / f"{phase}.duckdb"
             if phase == "derive":
                 shutil.copyfile(landed, database)
+                # Derivation reads page bodies only for rejects; the copy shares the landed page store.
+                page_store_for(database).symlink_to(page_store_for(landed))
             runs[phase].append(_run_in_subprocess(phase, orders, database, pages_dir, orders_type))
             for path in work.glob(f"{phase}.duckdb*"):
                 path.unlink()
+            store = page_store_for(database)
+            if store.is_symlink():
+                store.unlink()
+            else:
+                shutil.rmtree(store, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {"orders": orders, "repeats": repeats}
     for phase, phase_runs in runs.items():

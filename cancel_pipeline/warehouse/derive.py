@@ -29,12 +29,17 @@ from cancel_pipeline.warehouse.schema import (
     ensure_schema,
     table_column_schema,
 )
-from cancel_pipeline.warehouse.typed_orders import APPEND_STAGE_ORDERS_SQL, STAGE_ORDERS_SQL
 
 PREVIEW_ROWS = 10
-STAGE_PAGES = 8
-"""Pages parsed per statement: parsing takes ~10x a page's size in memory while the statement runs, so a
-batch is staged a few pages at a time and only then merged (merging costs per batch, not per page)."""
+
+# The batch's order objects (parsed and typed at landing) with where their page came from.
+STAGE_ORDERS_SQL = """
+create or replace temp table stage_orders as
+select o.*, p.asset, p.partition_key, p.page_number, p.fetched_at, p.request_path
+from raw_order_objects o
+join raw_order_pages p using (page_seq)
+where o.page_seq between $first_seq and $last_seq and o.page_seq > $watermark
+"""
 _TEMP_TABLES = (
     "stage_orders",
     "stage_versions",
@@ -166,12 +171,7 @@ def _derive_batch(
     con: duckdb.DuckDBPyConnection, batch: list[int], watermark: int, result: DeriveResult
 ) -> None:
     first_seq, last_seq = batch[0], batch[-1]
-    for start in range(0, len(batch), STAGE_PAGES):
-        chunk = batch[start : start + STAGE_PAGES]
-        con.execute(
-            STAGE_ORDERS_SQL if start == 0 else APPEND_STAGE_ORDERS_SQL,
-            {"first_seq": chunk[0], "last_seq": chunk[-1], "watermark": watermark},
-        )
+    con.execute(STAGE_ORDERS_SQL, {"first_seq": first_seq, "last_seq": last_seq, "watermark": watermark})
     result.orders_seen += _count(con, "select count(*) from stage_orders")
     result.rejects_added += _replace_rejects(con, first_seq, last_seq, watermark)
     result.new_versions += _merge_versions(con)
