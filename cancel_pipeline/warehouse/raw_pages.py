@@ -37,11 +37,11 @@ import duckdb
 
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.typed_orders import (
-    INSERT_LANDED_OBJECTS_SQL,
-    LANDING_OBJECTS_SQL,
+    COMPLETE_REJECTS_SQL,
+    INSERT_OBJECTS_SQL,
     LINE_ITEM_TYPE,
     REFUND_TYPE,
-    REJECTED_OBJECTS_SQL,
+    rejected_objects_sql,
 )
 
 PAGE_STORE_SUFFIX = ".raw_pages"
@@ -474,25 +474,25 @@ def _insert_objects(
     con: duckdb.DuckDBPyConnection, landed_dir: Path, chunk: list[tuple[int, SpooledPage]]
 ) -> None:
     """Parse, validate and type a chunk of pages' order objects; rejects keep their object verbatim."""
-    params = {"files": [str(landed_dir / page.name) for _, page in chunk], "seqs": [seq for seq, _ in chunk]}
-    con.execute(LANDING_OBJECTS_SQL, params)
-    reject_seqs = {
-        int(row[0])
-        for row in con.execute(
-            "select distinct page_seq from landing_objects where reason is not null"
-        ).fetchall()
-    }
-    with_rejects = [(seq, page) for seq, page in chunk if seq in reject_seqs]
+    seqs = [seq for seq, _ in chunk]
     con.execute(
-        REJECTED_OBJECTS_SQL,
-        {
-            "files": [str(landed_dir / page.name) for _, page in with_rejects],
-            "seqs": [seq for seq, _ in with_rejects],
-        },
+        INSERT_OBJECTS_SQL, {"files": [str(landed_dir / page.name) for _, page in chunk], "seqs": seqs}
     )
-    con.execute(INSERT_LANDED_OBJECTS_SQL)
-    con.execute("drop table landing_rejects")
-    con.execute("drop table landing_objects")
+    file_of = {seq: str(landed_dir / page.name) for seq, page in chunk}
+    rejects: dict[tuple[int, str], list[int]] = {}
+    for page_seq, position in con.execute(
+        """
+        select page_seq, position from raw_order_objects
+        where page_seq between $first and $last and reason is not null
+        order by page_seq, position
+        """,
+        {"first": min(seqs), "last": max(seqs)},
+    ).fetchall():
+        rejects.setdefault((int(page_seq), file_of[int(page_seq)]), []).append(int(position))
+    if rejects:
+        con.execute(rejected_objects_sql(rejects))
+        con.execute(COMPLETE_REJECTS_SQL, {"first_seq": min(seqs), "last_seq": max(seqs)})
+        con.execute("drop table landing_rejects")
 
 
 def _remove_unreferenced(con: duckdb.DuckDBPyConnection, root: Path, replaced_files: list[str]) -> None:

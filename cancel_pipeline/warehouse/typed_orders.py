@@ -186,39 +186,47 @@ select
 from reasoned
 """
 
-LANDING_OBJECTS_SQL = "create or replace temp table landing_objects as " + TYPED_OBJECTS_SELECT
-"""Replaces the temp table `landing_objects` with the typed objects of a chunk of pages."""
+INSERT_OBJECTS_SQL = "insert into raw_order_objects by name " + TYPED_OBJECTS_SELECT
+"""Appends the typed objects of a chunk of pages to `raw_order_objects`."""
 
-# Parameters: the files of the chunk's pages that hold rejects and, in the same order, their page_seq.
-REJECTED_OBJECTS_SQL = """
-create or replace temp table landing_rejects as
--- One parse per page: re-serializing its objects costs less than parsing it again for each reject.
-select page_seq, position, objects[position] as raw_order
-from (
-    select page.page_seq, json_transform(file.content, '{"orders":["JSON"]}').orders as objects
-    from read_text($files) as file
-    join (select unnest($files) as filename, unnest($seqs) as page_seq) as page using (filename)
-)
-join (select page_seq, position from landing_objects where reason is not null) using (page_seq)
-"""
-"""The chunk's rejected objects verbatim, into the temp table `landing_rejects`."""
 
-INSERT_LANDED_OBJECTS_SQL = """
-insert into raw_order_objects by name
-select
-    o.* replace (
-        case
-            when o.reason = 'id_not_integer' and json_type(r.raw_order) is distinct from 'OBJECT'
-                then o.detail || ' (not an object)'
-            when o.reason = 'line_items_invalid' then o.detail || left(
-                coalesce(nullif(json_extract(r.raw_order, '$.line_items')::varchar, 'null'), 'missing'), 200
-            )
-            else o.detail
-        end as detail,
-        r.raw_order as raw_order
-    )
-from landing_objects o
-left join landing_rejects r using (page_seq, position)
+def rejected_objects_sql(rejects_by_file: dict[tuple[int, str], list[int]]) -> str:
+    """SQL creating the temp table `landing_rejects`: the rejected objects of a chunk verbatim.
+
+    `rejects_by_file` maps (page_seq, page file) to the 1-based positions of the page's rejects. Each page is
+    parsed once, extracting only its rejects: JSON paths must be constants, so each page gets its own
+    branch (a chunk has a few dozen pages at most). Parsing a page again for each reject cost several times
+    as much, and re-serializing all of a page's objects twice as much.
+    """
+    branches = []
+    for (page_seq, path), positions in sorted(rejects_by_file.items()):
+        json_paths = ", ".join(f"'$.orders[{int(position) - 1}]'" for position in positions)
+        file_literal = "'" + path.replace("'", "''") + "'"
+        branches.append(
+            f"select {int(page_seq)} as page_seq, unnest({[int(p) for p in positions]}) as position, "
+            f"unnest(json_extract(content, [{json_paths}])) as raw_order from read_text({file_literal})"
+        )
+    if not branches:
+        return (
+            "create or replace temp table landing_rejects (page_seq bigint, position integer, raw_order json)"
+        )
+    return "create or replace temp table landing_rejects as " + " union all ".join(branches)
+
+
+# Parameters: the chunk's first and last page_seq.
+COMPLETE_REJECTS_SQL = """
+update raw_order_objects o
+set raw_order = r.raw_order,
+    detail = case
+        when o.reason = 'id_not_integer' and json_type(r.raw_order) is distinct from 'OBJECT'
+            then o.detail || ' (not an object)'
+        when o.reason = 'line_items_invalid' then o.detail || left(
+            coalesce(nullif(json_extract(r.raw_order, '$.line_items')::varchar, 'null'), 'missing'), 200
+        )
+        else o.detail
+    end
+from landing_rejects r
+where o.page_seq between $first_seq and $last_seq and o.page_seq = r.page_seq and o.position = r.position
 """
-"""Appends the chunk's objects to `raw_order_objects`, rejects with their object verbatim (and the details
-that quote it)."""
+"""Completes the chunk's rejects in `raw_order_objects` with their object verbatim (and the details that
+quote it)."""
