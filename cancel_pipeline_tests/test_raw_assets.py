@@ -141,7 +141,9 @@ def test_pages_land_verbatim_and_a_spool_gives_them_back(tmp_path: Path) -> None
     assert (spool.pages, spool.orders) == (2, 2)
     with warehouse_connection(tmp_path / "w.duckdb") as con:
         land_window(con, "2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00", spool)
-        [(body,)] = con.execute("select body::varchar from raw_order_page_bodies where page_number = 2").fetchall()
+        [(body,)] = con.execute(
+            "select body::varchar from raw_order_page_bodies where page_number = 2"
+        ).fetchall()
     assert body.encode() == compact  # verbatim, spaces and all
 
 

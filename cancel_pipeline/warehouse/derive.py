@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 
 from cancel_pipeline.warehouse.current_tables import CURRENT_TABLE_SQL
+from cancel_pipeline.warehouse.raw_pages import reparse_landed_pages
 from cancel_pipeline.warehouse.schema import (
     DERIVED_TABLES,
     KEY_COLUMNS,
@@ -120,8 +121,9 @@ def derive_new_pages(
 ) -> DeriveResult:
     """Fold every raw page above the watermark into the derived tables, atomically.
 
-    `full_refresh` empties the derived tables and rebuilds them from every raw page. `now` is recorded as the
-    derivation time in `derivation_state`. On any error the transaction is rolled back, so every table and
+    `full_refresh` parses every landed page again from the page store (so changed validation rules reach
+    every object) and rebuilds the derived tables from them. `now` is recorded as the derivation time in
+    `derivation_state`. On any error the transaction is rolled back, so every table and
     the watermark are as they were before the call.
     """
     if batch_pages < 1:
@@ -145,6 +147,8 @@ def _derive_in_transaction(
     watermark_before = read_watermark(con)
     watermark = 0 if full_refresh else watermark_before
     if full_refresh:
+        # From the verbatim pages: objects are parsed and validated again, so a changed rule applies to all.
+        reparse_landed_pages(con)
         for table in DERIVED_TABLES:
             con.execute(f"delete from {table}")
     page_seqs = [

@@ -396,7 +396,7 @@ def _land_spool(
         _move_spool(spool, landed_dir)
         _insert_pages(con, asset, partition_key, bounds, spool, page_seqs, relative_dir)
         for chunk in _numbered_chunks(spool, page_seqs):
-            _insert_objects(con, landed_dir, chunk)
+            _insert_objects(con, [(seq, str(landed_dir / page.name)) for seq, page in chunk])
         con.execute("commit")
     except BaseException:
         # A failed COMMIT has already ended the transaction; the original error is the one to report.
@@ -470,15 +470,14 @@ def _numbered_chunks(spool: PageSpool, page_seqs: list[int]) -> Iterator[list[tu
         yield [(seq_of[page.name], page) for page in chunk]
 
 
-def _insert_objects(
-    con: duckdb.DuckDBPyConnection, landed_dir: Path, chunk: list[tuple[int, SpooledPage]]
-) -> None:
-    """Parse, validate and type a chunk of pages' order objects; rejects keep their object verbatim."""
-    seqs = [seq for seq, _ in chunk]
-    con.execute(
-        INSERT_OBJECTS_SQL, {"files": [str(landed_dir / page.name) for _, page in chunk], "seqs": seqs}
-    )
-    file_of = {seq: str(landed_dir / page.name) for seq, page in chunk}
+def _insert_objects(con: duckdb.DuckDBPyConnection, pages: list[tuple[int, str]]) -> None:
+    """Parse, validate and type some pages' order objects; rejects keep their object verbatim.
+
+    `pages` holds (page_seq, file) pairs, in page_seq order.
+    """
+    seqs = [seq for seq, _ in pages]
+    con.execute(INSERT_OBJECTS_SQL, {"files": [path for _, path in pages], "seqs": seqs})
+    file_of = dict(pages)
     rejects: dict[tuple[int, str], list[int]] = {}
     for page_seq, position in con.execute(
         """
@@ -486,13 +485,36 @@ def _insert_objects(
         where page_seq between $first and $last and reason is not null
         order by page_seq, position
         """,
-        {"first": min(seqs), "last": max(seqs)},
+        {"first": seqs[0], "last": seqs[-1]},
     ).fetchall():
         rejects.setdefault((int(page_seq), file_of[int(page_seq)]), []).append(int(position))
     if rejects:
         con.execute(rejected_objects_sql(rejects))
-        con.execute(COMPLETE_REJECTS_SQL, {"first_seq": min(seqs), "last_seq": max(seqs)})
+        con.execute(COMPLETE_REJECTS_SQL, {"first_seq": seqs[0], "last_seq": seqs[-1]})
         con.execute("drop table landing_rejects")
+
+
+def reparse_landed_pages(
+    con: duckdb.DuckDBPyConnection, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> int:
+    """Rebuild `raw_order_objects` from every page in the page store (in the caller's transaction, if any),
+    e.g. after the validation rules changed; returns the number of pages parsed."""
+    root = page_store_root(con)
+    rows = con.execute(
+        "select page_seq, body_file, body_bytes from raw_order_pages order by page_seq"
+    ).fetchall()
+    con.execute("delete from raw_order_objects")
+    chunk: list[tuple[int, str]] = []
+    chunk_bytes = 0
+    for page_seq, body_file, body_bytes in rows:
+        if chunk and chunk_bytes + body_bytes > max_chunk_bytes:
+            _insert_objects(con, chunk)
+            chunk, chunk_bytes = [], 0
+        chunk.append((int(page_seq), str(root / body_file)))
+        chunk_bytes += int(body_bytes)
+    if chunk:
+        _insert_objects(con, chunk)
+    return len(rows)
 
 
 def _remove_unreferenced(con: duckdb.DuckDBPyConnection, root: Path, replaced_files: list[str]) -> None:
