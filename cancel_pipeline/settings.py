@@ -8,11 +8,14 @@ reload. Invalid values fail loudly at load time, naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 DEFAULT_DUCKDB_PATH = "data/cancel_pipeline.duckdb"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"
+_MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 OTHER_SOURCES = "other"
 """The key of `stuck_thresholds` that applies to every source not named."""
@@ -55,6 +58,9 @@ class PipelineSettings:
     """Minimum time between two ticks of the cancellation sensor. `CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS`."""
     duckdb_path: str
     """The DuckDB file. `CANCEL_PIPELINE_DUCKDB`."""
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    """DuckDB's `memory_limit` for the pipeline's connections: beyond it DuckDB spills to disk, so a run's
+    memory does not grow with the size of a backfill. `CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT`."""
     stuck_thresholds: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_STUCK_THRESHOLDS))
     """How long an order of each `source_name` may stay in 'created' (key `other`: any other source).
     `CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS`, e.g. `pos=1,web=24,shopify_draft_order=48,other=24`."""
@@ -75,6 +81,7 @@ class PipelineSettings:
             ),
             sensor_interval_seconds=_int(env, "CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS", 60, minimum=1),
             duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or DEFAULT_DUCKDB_PATH,
+            duckdb_memory_limit=_memory_limit(env, "CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT"),
             stuck_thresholds=_thresholds(env, "CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS"),
         )
         if settings.first_window_start.second or settings.first_window_start.microsecond:
@@ -95,6 +102,15 @@ def _int(
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _memory_limit(env: Mapping[str, str], name: str) -> str:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return DEFAULT_DUCKDB_MEMORY_LIMIT
+    if not _MEMORY_LIMIT.fullmatch(raw):
+        raise SettingsError(f"{name} must be a size such as '1GB' or '512MB', got {raw!r}")
+    return raw
 
 
 def _thresholds(env: Mapping[str, str], name: str) -> dict[str, timedelta]:

@@ -11,6 +11,8 @@ from typing import Any
 
 import duckdb
 
+from cancel_pipeline.shopify.pages import OrderPage
+from cancel_pipeline.warehouse.raw_pages import land_page as land_raw_page
 from cancel_pipeline.warehouse.schema import ensure_schema
 
 SHOP_OFFSET = timezone(timedelta(hours=-5))
@@ -138,29 +140,15 @@ def land_page(
 
     Returns the page's `page_seq`.
     """
-    con.execute(
-        "delete from raw_order_pages where asset = ? and partition_key = ? and page_number = ?",
-        [asset, partition_key, page_number],
+    page = OrderPage(
+        page_number=page_number,
+        request_path="/admin/api/2025-01/orders.json?status=any&limit=250",
+        api_version="2025-01",
+        fetched_at=fetched_at or utc(2025, 3, 3, 12),
+        body=json.dumps({"orders": orders}).encode(),
+        order_count=len(orders),
     )
-    row = con.execute(
-        """
-        insert into raw_order_pages (asset, partition_key, page_number, fetched_at, api_version,
-                                     request_path, order_count, body)
-        values (?, ?, ?, ?, '2025-01', ?, ?, ?)
-        returning page_seq
-        """,
-        [
-            asset,
-            partition_key,
-            page_number,
-            fetched_at or utc(2025, 3, 3, 12),
-            "/admin/api/2025-01/orders.json?status=any&limit=250",
-            len(orders),
-            json.dumps({"orders": orders}),
-        ],
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return land_raw_page(con, page, asset=asset, partition_key=partition_key)
 
 
 def open_test_warehouse(path: str) -> duckdb.DuckDBPyConnection:

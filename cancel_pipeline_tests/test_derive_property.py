@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -89,8 +91,13 @@ def comparable_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 )
 def test_windows_in_any_order_twice_equal_one_in_order_run(windows, kinds, data):
     kinds = {(o, v): kinds.get((o, v), "plain") for o in range(1, 6) for v in range(4)}
+    with tempfile.TemporaryDirectory(prefix="derive-property-") as folder:
+        expected, actual = _in_order_and_shuffled(Path(folder), windows, kinds, data)
+    assert actual == expected
 
-    in_order = duckdb.connect()
+
+def _in_order_and_shuffled(folder: Path, windows, kinds, data):
+    in_order = duckdb.connect(str(folder / "in_order.duckdb"))
     ensure_schema(in_order)
     for index, pages in enumerate(windows):
         land_window(in_order, index, pages, kinds)
@@ -98,7 +105,7 @@ def test_windows_in_any_order_twice_equal_one_in_order_run(windows, kinds, data)
     expected = comparable_tables(in_order)
     in_order.close()
 
-    shuffled = duckdb.connect()
+    shuffled = duckdb.connect(str(folder / "shuffled.duckdb"))
     ensure_schema(shuffled)
     for _ in range(2):
         order_of_windows = data.draw(st.permutations(range(len(windows))))
@@ -109,5 +116,4 @@ def test_windows_in_any_order_twice_equal_one_in_order_run(windows, kinds, data)
         derive_new_pages(shuffled, batch_pages=data.draw(st.integers(1, 3)))
     actual = comparable_tables(shuffled)
     shuffled.close()
-
-    assert actual == expected
+    return expected, actual

@@ -13,6 +13,7 @@ from cancel_pipeline.partitions import (
     requested_bounds,
     window_partitions,
 )
+from cancel_pipeline.resources import build_resources
 from cancel_pipeline.settings import DEFAULT_DUCKDB_PATH, PipelineSettings, SettingsError
 
 
@@ -46,6 +47,16 @@ def test_settings_from_environment() -> None:
     assert settings.duckdb_path == "elsewhere/w.duckdb"
 
 
+def test_duckdb_memory_limit_reaches_the_warehouse_connection(tmp_path) -> None:
+    assert PipelineSettings.from_env({}).duckdb_memory_limit == "1GB"
+    settings = PipelineSettings.from_env(
+        {"CANCEL_PIPELINE_DUCKDB": str(tmp_path / "w.duckdb"), "CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT": "300MB"}
+    )
+    with build_resources(settings)["duckdb"].get_connection() as con:
+        [(limit,)] = con.execute("select current_setting('memory_limit')").fetchall()
+    assert limit in ("286.1 MiB", "300.0 MB")
+
+
 def test_stuck_thresholds_override_only_the_sources_named() -> None:
     defaults = PipelineSettings.from_env({})
     assert defaults.stuck_thresholds == {
@@ -77,6 +88,7 @@ def test_stuck_thresholds_override_only_the_sources_named() -> None:
         ("CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS", "pos=soon", "hours > 0"),
         ("CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS", "pos", "hours > 0"),
         ("CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS", "web=0", "hours > 0"),
+        ("CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT", "lots", "size such as"),
     ],
 )
 def test_invalid_settings_name_the_variable(name: str, value: str, message: str) -> None:

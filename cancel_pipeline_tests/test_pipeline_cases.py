@@ -327,7 +327,9 @@ def test_update_on_window_boundary(cases: Cases, small_pipeline: Pipeline) -> No
         assert small_pipeline.materialize([asset], partition_key=key).success
     last_asset, last_key = runs[-1]
     assert small_pipeline.materialize([last_asset, cancellation_tables], partition_key=last_key).success
-    pages = small_pipeline.query("select asset, partition_key, body::varchar as body from raw_order_pages")
+    pages = small_pipeline.query(
+        "select asset, partition_key, body::varchar as body from raw_order_page_bodies"
+    )
     read_by = {
         (page["asset"], page["partition_key"])
         for page in pages
@@ -354,7 +356,7 @@ def test_many_orders_in_one_updated_at_second(cases: Cases) -> None:
 def test_each_reject_reason(cases: Cases) -> None:
     # Every order object of every landed page, judged by the contract's rules.
     pages = cases.pipeline.query(
-        "select asset, partition_key, page_number, body::varchar as body from raw_order_pages order by page_seq"
+        "select asset, partition_key, page_number, body::varchar as body from raw_order_page_bodies order by page_seq"
     )
     expected = set()
     for page in pages:

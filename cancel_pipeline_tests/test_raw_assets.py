@@ -54,7 +54,7 @@ def land_window(con: duckdb.DuckDBPyConnection, key: str, start: str, end: str, 
 def rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     return con.execute(
         "select asset, partition_key, window_start, window_end, page_number, body::varchar"
-        " from raw_order_pages order by page_seq"
+        " from raw_order_page_bodies order by page_seq"
     ).fetchall()
 
 
@@ -141,7 +141,9 @@ def test_pages_land_verbatim_and_a_spool_gives_them_back(tmp_path: Path) -> None
     assert (spool.pages, spool.orders) == (2, 2)
     with warehouse_connection(tmp_path / "w.duckdb") as con:
         land_window(con, "2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00", spool)
-        [(body,)] = con.execute("select body::varchar from raw_order_pages where page_number = 2").fetchall()
+        [(body,)] = con.execute(
+            "select body::varchar from raw_order_page_bodies where page_number = 2"
+        ).fetchall()
     assert body.encode() == compact  # verbatim, spaces and all
 
 
@@ -189,7 +191,7 @@ def landed_rows(resources: dict[str, object]) -> list[tuple]:
     with warehouse.get_connection() as con:
         return con.execute(
             "select asset, partition_key, window_start, window_end, requested_min, requested_max, page_number,"
-            " api_version, request_path, order_count, body::varchar from raw_order_pages order by page_seq"
+            " api_version, request_path, order_count, body::varchar from raw_order_page_bodies order by page_seq"
         ).fetchall()
 
 
@@ -199,7 +201,7 @@ def landed_order_ids(resources: dict[str, object], partition_key: str) -> set[in
     with warehouse.get_connection() as con:
         found = con.execute(
             "select distinct unnest(from_json(body->'$.orders[*].id', '[\"BIGINT\"]'))"
-            " from raw_order_pages where partition_key = ?",
+            " from raw_order_page_bodies where partition_key = ?",
             [partition_key],
         ).fetchall()
     return {order_id for (order_id,) in found}

@@ -204,7 +204,7 @@ def test_stuck_check_lists_the_seeded_orders_the_contract_calls_stuck(tmp_path: 
             row["order_id"]
             for row in pipeline.query(
                 "select distinct unnest(from_json(body->'$.orders[*].id', '[\"BIGINT\"]')) as order_id"
-                " from raw_order_pages where asset = 'refresh'"
+                " from raw_order_page_bodies where asset = 'refresh'"
             )
         }
         assert {order["id"] for order in stuck} <= refetched

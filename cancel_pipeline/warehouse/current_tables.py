@@ -52,7 +52,12 @@ per_line as (
 history as (
     select order_id, updated_at, line_items, refunds
     from order_versions
-    where order_id in (select order_id from touched_orders) and cancelled_at is null
+    where cancelled_at is null
+      -- only orders whose latest version shows units removed by an edit need their history
+      and order_id in (
+          select order_id from lines
+          where cancelled_at is null and li.current_quantity is not null and li.current_quantity < li.quantity
+      )
 ),
 history_refunded as (
     select order_id, updated_at, rli.line_item_id as line_item_id, sum(rli.quantity) as refunded_quantity

@@ -123,16 +123,13 @@ def enqueue_new_cancellations(
         params["since"] = order_filter.canceled_since
     tag_join = ""
     if order_filter.tags:
-        # Tags are not typed into the tables; read them from the page the order's latest version came from.
+        # Tags are not in the tables; they are kept with the object the order's latest version came from.
         tag_join = """
             join order_versions v on v.order_id = c.order_id and v.updated_at = c.updated_at
-            join raw_order_pages p on p.asset = v.asset and p.partition_key = v.partition_key
-                and p.page_number = v.page_number
-            cross join unnest(cast(json_extract(p.body, '$.orders') as json[])) as page_order(o)
+            join raw_order_objects o on o.page_seq = v.page_seq and o.order_id = v.order_id
         """
-        conditions.append("(o ->> 'id')::bigint = c.order_id")
         conditions.append(
-            "list_has_any(list_transform(string_split(coalesce(o ->> 'tags', ''), ','), lambda t: lower(trim(t))), "
+            "list_has_any(list_transform(string_split(coalesce(o.tags, ''), ','), lambda t: lower(trim(t))), "
             "$tags::varchar[])"
         )
         params["tags"] = [tag.strip().lower() for tag in order_filter.tags]

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 
 from cancel_pipeline.warehouse.current_tables import CURRENT_TABLE_SQL
+from cancel_pipeline.warehouse.raw_pages import reparse_landed_pages
 from cancel_pipeline.warehouse.schema import (
     DERIVED_TABLES,
     KEY_COLUMNS,
@@ -29,18 +30,25 @@ from cancel_pipeline.warehouse.schema import (
     ensure_schema,
     table_column_schema,
 )
-from cancel_pipeline.warehouse.typed_orders import APPEND_STAGE_ORDERS_SQL, STAGE_ORDERS_SQL
 
 PREVIEW_ROWS = 10
-STAGE_PAGES = 8
-"""Pages parsed per statement: parsing takes ~10x a page's size in memory while the statement runs, so a
-batch is staged a few pages at a time and only then merged (merging costs per batch, not per page)."""
+
+# The batch's order objects (parsed and typed at landing) with where their page came from. A view, not a
+# copy: each statement reads the batch's few row groups of raw_order_objects again, which is cheaper than
+# writing them (nested line items and refunds included) to a temp table. DDL takes no parameters, hence
+# the integers formatted in.
+STAGE_ORDERS_SQL = """
+create or replace temp view stage_orders as
+select o.*, p.asset, p.partition_key, p.page_number, p.fetched_at, p.request_path
+from raw_order_objects o
+join raw_order_pages p using (page_seq)
+where o.page_seq between {first_seq:d} and {last_seq:d} and o.page_seq > {watermark:d}
+"""
 _TEMP_TABLES = (
-    "stage_orders",
     "stage_versions",
-    "merged_versions",
+    "refetched_versions",
     "touched_orders",
-    *(f"{prefix}_{table}" for prefix in ("new", "changed", "gone") for table in CURRENT_TABLE_SQL),
+    *(f"{prefix}_{table}" for prefix in ("new", "old", "changed", "gone") for table in CURRENT_TABLE_SQL),
 )
 
 
@@ -113,8 +121,9 @@ def derive_new_pages(
 ) -> DeriveResult:
     """Fold every raw page above the watermark into the derived tables, atomically.
 
-    `full_refresh` empties the derived tables and rebuilds them from every raw page. `now` is recorded as the
-    derivation time in `derivation_state`. On any error the transaction is rolled back, so every table and
+    `full_refresh` parses every landed page again from the page store (so changed validation rules reach
+    every object) and rebuilds the derived tables from them. `now` is recorded as the derivation time in
+    `derivation_state`. On any error the transaction is rolled back, so every table and
     the watermark are as they were before the call.
     """
     if batch_pages < 1:
@@ -138,6 +147,8 @@ def _derive_in_transaction(
     watermark_before = read_watermark(con)
     watermark = 0 if full_refresh else watermark_before
     if full_refresh:
+        # From the verbatim pages: objects are parsed and validated again, so a changed rule applies to all.
+        reparse_landed_pages(con)
         for table in DERIVED_TABLES:
             con.execute(f"delete from {table}")
     page_seqs = [
@@ -166,18 +177,14 @@ def _derive_batch(
     con: duckdb.DuckDBPyConnection, batch: list[int], watermark: int, result: DeriveResult
 ) -> None:
     first_seq, last_seq = batch[0], batch[-1]
-    for start in range(0, len(batch), STAGE_PAGES):
-        chunk = batch[start : start + STAGE_PAGES]
-        con.execute(
-            STAGE_ORDERS_SQL if start == 0 else APPEND_STAGE_ORDERS_SQL,
-            {"first_seq": chunk[0], "last_seq": chunk[-1], "watermark": watermark},
-        )
+    con.execute(STAGE_ORDERS_SQL.format(first_seq=first_seq, last_seq=last_seq, watermark=watermark))
     result.orders_seen += _count(con, "select count(*) from stage_orders")
     result.rejects_added += _replace_rejects(con, first_seq, last_seq, watermark)
     result.new_versions += _merge_versions(con)
     _mark_supersession(con)
     for table, new_rows_sql in CURRENT_TABLE_SQL.items():
-        changes, changed_rows = _refresh_current_table(con, table, new_rows_sql)
+        columns = ", ".join(name for name, _ in table_column_schema(con, table))
+        changes, changed_rows = _refresh_current_table(con, table, columns, new_rows_sql)
         result.table_changes[table] = result.table_changes[table] + changes
         if table == "canceled_orders":
             _extend_preview(result.canceled_orders_preview, changed_rows, KEY_COLUMNS[table])
@@ -212,56 +219,63 @@ def _replace_rejects(con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: i
 
 def _merge_versions(con: duckdb.DuckDBPyConnection) -> int:
     """Upsert the batch's good versions; returns how many (order_id, updated_at) were new."""
+    # One row per version: its content from the latest fetch (highest page_seq, then position), chosen on
+    # narrow keys first so the nested line items and refunds are read once, not carried through a sort.
     con.execute(
         """
         create or replace temp table stage_versions as
         select
-            order_id, updated_at, order_name, created_at, cancelled_at, cancel_reason, closed_at,
-            financial_status, fulfillment_status, source_name, currency, total_price, test, line_items,
-            refunds, asset, partition_key, page_number, page_seq,
-            min(fetched_at) over version as first_fetched_at,
-            max(fetched_at) over version as last_fetched_at
-        from stage_orders
-        where reason is null
-        window version as (partition by order_id, updated_at)
-        qualify row_number() over (
-            partition by order_id, updated_at order by page_seq desc, position desc
-        ) = 1
+            s.order_id, s.updated_at, s.order_name, s.created_at, s.cancelled_at, s.cancel_reason,
+            s.closed_at, s.financial_status, s.fulfillment_status, s.source_name, s.currency, s.total_price,
+            s.test, s.line_items, s.refunds, s.asset, s.partition_key, s.page_number, s.page_seq,
+            k.first_fetched_at, k.last_fetched_at
+        from (
+            select
+                order_id, updated_at,
+                max(page_seq * 1000000 + position) as latest,
+                min(fetched_at) as first_fetched_at,
+                max(fetched_at) as last_fetched_at
+            from stage_orders
+            where reason is null
+            group by order_id, updated_at
+        ) k
+        join stage_orders s on s.page_seq = k.latest // 1000000 and s.position = k.latest % 1000000
         """
     )
-    new_versions = _count(
-        con,
-        """
-        select count(*) from stage_versions s
-        where not exists (
-            select 1 from order_versions v where v.order_id = s.order_id and v.updated_at = s.updated_at
-        )
-        """,
-    )
-    # Content comes from the latest fetch; fetch times span every fetch ever made of the version.
+    # Versions already known: their fetch times span every fetch ever made; their supersession stays.
     con.execute(
         """
-        create or replace temp table merged_versions as
+        create or replace temp table refetched_versions as
+        select v.order_id, v.updated_at, v.first_fetched_at, v.last_fetched_at, v.superseded_at,
+               v.superseded_by_updated_at
+        from order_versions v
+        semi join stage_versions s on v.order_id = s.order_id and v.updated_at = s.updated_at
+        """
+    )
+    refetched = _count(con, "select count(*) from refetched_versions")
+    if refetched:
+        con.execute(
+            """
+            delete from order_versions v using refetched_versions r
+            where v.order_id = r.order_id and v.updated_at = r.updated_at
+            """
+        )
+    con.execute(
+        """
+        insert into order_versions by name
         select
             s.* replace (
-                least(s.first_fetched_at, v.first_fetched_at) as first_fetched_at,
-                greatest(s.last_fetched_at, v.last_fetched_at) as last_fetched_at
+                least(s.first_fetched_at, r.first_fetched_at) as first_fetched_at,
+                greatest(s.last_fetched_at, r.last_fetched_at) as last_fetched_at
             ),
-            v.superseded_at,
-            v.superseded_by_updated_at
+            r.superseded_at,
+            r.superseded_by_updated_at
         from stage_versions s
-        left join order_versions v on v.order_id = s.order_id and v.updated_at = s.updated_at
+        left join refetched_versions r on r.order_id = s.order_id and r.updated_at = s.updated_at
         """
     )
-    con.execute(
-        """
-        delete from order_versions v using stage_versions s
-        where v.order_id = s.order_id and v.updated_at = s.updated_at
-        """
-    )
-    con.execute("insert into order_versions by name select * from merged_versions")
     con.execute("create or replace temp table touched_orders as select distinct order_id from stage_versions")
-    return new_versions
+    return _count(con, "select count(*) from stage_versions") - refetched
 
 
 def _mark_supersession(con: duckdb.DuckDBPyConnection) -> None:
@@ -295,38 +309,47 @@ def _mark_supersession(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _refresh_current_table(
-    con: duckdb.DuckDBPyConnection, table: str, new_rows_sql: str
+    con: duckdb.DuckDBPyConnection, table: str, columns: str, new_rows_sql: str
 ) -> tuple[TableChanges, list[dict[str, Any]]]:
     """Rewrite only the rows of `table` that differ from their recomputation for the touched orders."""
-    columns = ", ".join(name for name, _ in table_column_schema(con, table))
     keys = KEY_COLUMNS[table]
     key_list = ", ".join(keys)
     key_match = " and ".join(f"t.{key} = k.{key}" for key in keys)
-    old_rows = f"select {columns} from {table} where order_id in (select order_id from touched_orders)"
     con.execute(f"create or replace temp table new_{table} as select {columns} from ({new_rows_sql})")
     con.execute(
-        f"create or replace temp table changed_{table} as select * from new_{table} except {old_rows}"
-    )
-    con.execute(
         f"""
-        create or replace temp table gone_{table} as
-        select {key_list} from ({old_rows}) except select {key_list} from new_{table}
+        create or replace temp table old_{table} as
+        select {columns} from {table} where order_id in (select order_id from touched_orders)
         """
     )
-    changed = _count(con, f"select count(*) from changed_{table}")
-    updated = _count(
-        con,
-        f"select count(*) from changed_{table} k where exists (select 1 from ({old_rows}) t where {key_match})",
-    )
-    deleted = _count(con, f"select count(*) from gone_{table}")
-    con.execute(
-        f"""
-        delete from {table} t using (
-            select {key_list} from changed_{table} union all select {key_list} from gone_{table}
-        ) k
-        where {key_match}
-        """
-    )
+    if not _count(con, f"select count(*) from old_{table}"):
+        # Orders new to the table (a backfill's usual case): every recomputed row is an insert.
+        con.execute(f"create or replace temp table changed_{table} as select * from new_{table}")
+        changed, updated, deleted = _count(con, f"select count(*) from new_{table}"), 0, 0
+    else:
+        con.execute(
+            f"create or replace temp table changed_{table} as select * from new_{table} except select * from old_{table}"
+        )
+        con.execute(
+            f"""
+            create or replace temp table gone_{table} as
+            select {key_list} from old_{table} except select {key_list} from new_{table}
+            """
+        )
+        changed = _count(con, f"select count(*) from changed_{table}")
+        updated = _count(
+            con,
+            f"select count(*) from changed_{table} k semi join old_{table} t on {key_match}",
+        )
+        deleted = _count(con, f"select count(*) from gone_{table}")
+        con.execute(
+            f"""
+            delete from {table} t using (
+                select {key_list} from changed_{table} union all select {key_list} from gone_{table}
+            ) k
+            where {key_match}
+            """
+        )
     con.execute(f"insert into {table} select * from changed_{table}")
     preview: list[dict[str, Any]] = []
     if table in ("canceled_orders", "canceled_line_items"):
@@ -382,6 +405,7 @@ def _write_watermark(
 
 
 def _drop_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("drop view if exists temp.stage_orders")
     for table in _TEMP_TABLES:
         con.execute(f"drop table if exists temp.{table}")
 

@@ -1,26 +1,59 @@
-"""The raw layer: Shopify order pages landed verbatim, one row per fetched page.
+"""The raw layer: Shopify order pages landed verbatim, one row per fetched page, parsed once on landing.
 
 Every fetch is kept, so the tables derived from it can always be rebuilt and a version seen once is never
 lost. `page_seq` orders the pages by landing time; the derived tables use it as their watermark.
+
+Three parts, written in one DuckDB transaction per landing:
+
+- the page store: each body exactly as Shopify sent it, one file per page, in a folder beside the DuckDB
+  file (`<name>.raw_pages/<asset>/<landing>/page-000001.json`). Bodies live outside the DuckDB file
+  because DuckDB stores a table as row groups of up to 122,880 rows and rewrites a row group's columns on
+  every checkpoint that appended to it: with one ~1 MB body per row, every landing rewrote every page ever
+  landed (measured: a checkpoint's cost grew by 0.15 s per 10,000 orders already landed, and failed
+  under a 300 MB memory limit after 80,000). A file is written once and never rewritten.
+- `raw_order_pages`: one row per page with where and when it was fetched, and `body_file`, its file in
+  the page store. `raw_order_page_bodies` (a view) shows each row with its `body`.
+- `raw_order_objects`: one row per order object of each page, parsed, validated and typed once: either the
+  typed fields the derivation reads, or a reject reason with the object verbatim. Landing has to parse
+  each page anyway to know it is JSON; keeping what that parse finds means no later step parses a page
+  again (`typed_orders` holds the SQL).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from cancel_pipeline.shopify.pages import OrderPage
+from cancel_pipeline.warehouse.typed_orders import (
+    COMPLETE_REJECTS_SQL,
+    INSERT_OBJECTS_SQL,
+    LINE_ITEM_TYPE,
+    REFUND_TYPE,
+    rejected_objects_sql,
+)
 
-RAW_ORDER_PAGES_DDL = """
+PAGE_STORE_SUFFIX = ".raw_pages"
+INCOMING = ".incoming"
+"""Folder of the page store where fetches are spooled before their landing commits."""
+STALE_SPOOL_SECONDS = 24 * 3600
+"""A spool folder this old belongs to no running fetch (a process killed mid-fetch left it)."""
+
+RAW_ORDER_PAGES_DDL = f"""
 create sequence if not exists raw_order_pages_seq;
 create table if not exists raw_order_pages (
-    page_seq       bigint      not null default nextval('raw_order_pages_seq'),
+    page_seq       bigint      not null primary key,
     asset          varchar     not null,  -- raw asset name, or 'refresh' for pages fetched by order id
     partition_key  varchar     not null,  -- window key, 'first...last' for a range run, or the refresh run id
     window_start   timestamptz,           -- the Dagster window(s) this fetch covers (null for refresh)
@@ -32,24 +65,103 @@ create table if not exists raw_order_pages (
     api_version    varchar     not null,
     request_path   varchar     not null,  -- path and query of the first request; never a secret
     order_count    integer     not null,
-    -- Uncompressed: a ZSTD-compressed body column is decompressed a whole vector (2,048 pages) at a time,
-    -- a 2 GB allocation per scan at 1M orders whatever the batch; uncompressed pages are read one by one.
-    body           json        using compression uncompressed not null,  -- the page as sent: {"orders": [...]}
-    primary key (asset, partition_key, page_number)
+    body_file      varchar     not null,  -- the page as sent, in the page store: <asset>/<landing>/page-N.json
+    body_bytes     bigint      not null,
+    unique (asset, partition_key, page_number)
+);
+-- Every order object of every landed page, parsed, validated and typed once, at landing.
+create table if not exists raw_order_objects (
+    page_seq            bigint      not null,  -- the page in raw_order_pages
+    position            integer     not null,  -- 1-based position of the object in the page's orders list
+    reason              varchar,               -- why the object is rejected (see typed_orders.REJECT_REASONS)
+    detail              varchar,               -- the offending value, for a human (rejects only)
+    raw_order           json,                  -- the object verbatim (rejects only)
+    order_id            bigint,
+    updated_at          timestamptz,
+    order_name          varchar,
+    created_at          timestamptz,
+    cancelled_at        timestamptz,
+    cancel_reason       varchar,
+    closed_at           timestamptz,
+    financial_status    varchar,
+    fulfillment_status  varchar,
+    source_name         varchar,
+    currency            varchar,
+    total_price         decimal(18,2),
+    test                boolean     not null,
+    tags                varchar,
+    line_items          {LINE_ITEM_TYPE}[] not null,
+    refunds             {REFUND_TYPE}[]
 );
 """
 
-# --- Landing -------------------------------------------------------------------------------------------
+# --- The page store ------------------------------------------------------------------------------------
+
+
+def page_store_for(database: str | Path) -> Path:
+    """The page store of the DuckDB file `database`: `data/x.duckdb` -> `data/x.raw_pages`."""
+    path = Path(database)
+    return path.with_name(path.stem + PAGE_STORE_SUFFIX)
+
+
+def page_store_root(con: duckdb.DuckDBPyConnection) -> Path:
+    """The page store of the database `con` is connected to (its folder is created when missing)."""
+    row = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    if not row or not row[0]:
+        raise ValueError("the raw layer needs a DuckDB file (its page store sits beside it), not :memory:")
+    root = page_store_for(row[0]).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def ensure_bodies_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Create `raw_order_page_bodies` (every raw page with its `body` read from the page store) when it is
+    missing or points at another folder (the DuckDB file was moved with its page store).
+
+    The view reads every file of the store when queried; to read a few pages, filter `raw_order_pages` first
+    and read their files (`read_text('<store>/' || body_file)`, or `page_bodies` from Python).
+    """
+    pattern = str(root / "*" / "*" / "page-*.json").replace("'", "''")
+    prefix = (str(root) + os.sep).replace("'", "''")
+    existing = con.execute(
+        "select sql from duckdb_views() where view_name = 'raw_order_page_bodies' and schema_name = 'main'"
+    ).fetchone()
+    if existing and pattern in existing[0]:
+        return
+    con.execute(
+        f"""
+        create or replace view raw_order_page_bodies as
+        select p.*, f.content as body
+        from raw_order_pages p
+        join read_text('{pattern}') f on f.filename = '{prefix}' || p.body_file
+        """
+    )
+
+
+def page_bodies(con: duckdb.DuckDBPyConnection, page_seqs: Iterable[int]) -> dict[int, str]:
+    """The verbatim bodies of the given pages, read from the page store."""
+    wanted = sorted(set(page_seqs))
+    if not wanted:
+        return {}
+    root = page_store_root(con)
+    rows = con.execute(
+        "select page_seq, body_file from raw_order_pages where page_seq in (select unnest($seqs))",
+        {"seqs": wanted},
+    ).fetchall()
+    return {int(seq): (root / body_file).read_text() for seq, body_file in rows}
+
+
+# --- Spooling ------------------------------------------------------------------------------------------
 #
-# Fetching and landing are two phases. Pages are first spooled to local disk, one file per page, while they
+# Fetching and landing are two phases. Pages are first spooled to disk, one file per page, while they
 # arrive over HTTP: no DuckDB connection is open, so a slow or rate-limited fetch never holds the warehouse's
-# file lock, and memory stays at one page whatever the size of the window. Then one short transaction
-# deletes the pages being replaced and inserts the spool, a bounded chunk of page files per statement, with
-# `read_text(...)::json`: DuckDB reads and validates the bytes itself, so no Python loop touches them (this
-# measured about twice as fast as `read_json` over newline-delimited pages).
+# file lock, and memory stays at one page whatever the size of the window. Spooled into the page store's
+# `.incoming` folder, the files become the landed pages by a rename.
 
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
-"""Page bytes inserted per statement; bounds what one INSERT reads at a time."""
+"""Page bytes parsed per statement; bounds what one INSERT holds in memory at a time."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +175,11 @@ class SpooledPage:
     fetched_at: datetime
     order_count: int
     size: int
+
+    @property
+    def name(self) -> str:
+        """The file's name, kept when the spool becomes a landing in the page store."""
+        return Path(self.path).name
 
 
 class PageSpool:
@@ -85,7 +202,7 @@ class PageSpool:
 
     def add(self, page: OrderPage) -> None:
         """Write one page's body to its own file."""
-        path = self.directory / f"page-{len(self.spooled):06d}.json"
+        path = self.directory / f"page-{len(self.spooled) + 1:06d}.json"
         path.write_bytes(page.body)
         self.spooled.append(
             SpooledPage(
@@ -134,11 +251,29 @@ class PageSpool:
 
 @contextlib.contextmanager
 def spooled_pages(
-    pages: Iterable[OrderPage], *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    pages: Iterable[OrderPage],
+    *,
+    database: str | Path | None = None,
+    max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Iterator[PageSpool]:
-    """Spool `pages` into a temporary directory (under `TMPDIR`), removed when the block exits."""
-    with tempfile.TemporaryDirectory(prefix="cancel-pipeline-pages-") as directory:
-        yield PageSpool(Path(directory), max_chunk_bytes=max_chunk_bytes).extend(pages)
+    """Spool `pages` into a fresh folder, removed when the block exits unless a landing took its files.
+
+    With `database`, the folder is in that file's page store, so landing moves the files by a rename;
+    otherwise it is under `TMPDIR` and landing copies them.
+    """
+    if database is None:
+        parent = Path(tempfile.gettempdir())
+    else:
+        parent = page_store_for(database) / INCOMING
+        parent.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="fetch-", dir=parent))
+    try:
+        yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes).extend(pages)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- Landing -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -153,8 +288,10 @@ class LandResult:
 
 
 def ensure_raw_order_pages(con: duckdb.DuckDBPyConnection) -> None:
-    """Create `raw_order_pages` and its sequence when missing."""
+    """Create the raw tables, their sequence and the bodies view when missing."""
     con.execute(RAW_ORDER_PAGES_DDL)
+    with contextlib.suppress(ValueError):  # an in-memory database has no page store, hence no view
+        ensure_bodies_view(con, page_store_root(con))
 
 
 def land_pages(
@@ -168,86 +305,240 @@ def land_pages(
     requested_max: datetime | None,
     pages: Iterable[OrderPage],
 ) -> LandResult:
-    """Land one fetch in `raw_order_pages`, replacing what it supersedes, in one transaction.
+    """Land one fetch in the raw layer, replacing what it supersedes, in one transaction.
 
-    Replaced: the rows of the same `asset` landed under the same `partition_key`, and, for a windowed fetch,
+    Replaced: the pages of the same `asset` landed under the same `partition_key`, and, for a windowed fetch,
     every fetch of that asset whose `[window_start, window_end)` lies within the new one. So re-materializing
     a window (or a range) gives the same rows, and a failure at any point, a crash included, leaves the
     previous contents. A re-import by order id passes `asset='refresh'`, its run id as `partition_key` and
-    null window and requested bounds.
+    null window and requested bounds. A page that is not JSON fails the whole landing.
 
-    `pages` should be a `PageSpool` filled before the connection was opened; any other iterable is spooled
-    here first, which is fine for a handful of pages but holds the connection during the iteration.
-
-    DuckDB holds an open transaction's new rows in memory until COMMIT, so the memory of one landing grows
-    with the size of the fetch (about four times its bytes): a very large range is better run as several
-    ranges.
+    `pages` should be a `PageSpool` filled before the connection was opened (ideally with `database=` so
+    its files move into the page store by a rename); any other iterable is spooled here first, which is
+    fine for a handful of pages but holds the connection during the iteration.
     """
     if (window_start is None) != (window_end is None):
         raise ValueError("window_start and window_end are both set or both None")
     spooled = contextlib.nullcontext(pages) if isinstance(pages, PageSpool) else spooled_pages(pages)
     with spooled as spool:
-        return _land_spool(
-            con, asset, partition_key, window_start, window_end, requested_min, requested_max, spool
+        replace = (
+            "asset = $asset and (partition_key = $key or (window_start >= $start and window_end <= $end))",
+            {"asset": asset, "key": partition_key, "start": window_start, "end": window_end},
         )
+        bounds = {
+            "window_start": window_start,
+            "window_end": window_end,
+            "requested_min": requested_min,
+            "requested_max": requested_max,
+        }
+        return _land_spool(con, asset, partition_key, bounds, spool, replace)
+
+
+def land_page(
+    con: duckdb.DuckDBPyConnection,
+    page: OrderPage,
+    *,
+    asset: str,
+    partition_key: str,
+) -> int:
+    """Land one page under (asset, partition_key, its page_number), replacing only that page; its page_seq.
+
+    For re-importing or hand-building a single page; fetches go through `land_pages`.
+    """
+    with spooled_pages([page]) as spool:
+        replace = (
+            "asset = $asset and partition_key = $key and page_number = $number",
+            {"asset": asset, "key": partition_key, "number": page.page_number},
+        )
+        bounds = dict.fromkeys(("window_start", "window_end", "requested_min", "requested_max"))
+        _land_spool(con, asset, partition_key, bounds, spool, replace)
+    [(page_seq,)] = con.execute(
+        "select page_seq from raw_order_pages where asset = ? and partition_key = ? and page_number = ?",
+        [asset, partition_key, page.page_number],
+    ).fetchall()
+    return int(page_seq)
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def _land_spool(
     con: duckdb.DuckDBPyConnection,
     asset: str,
     partition_key: str,
-    window_start: datetime | None,
-    window_end: datetime | None,
-    requested_min: datetime | None,
-    requested_max: datetime | None,
+    bounds: dict[str, datetime | None],
     spool: PageSpool,
+    replace: tuple[str, dict],
 ) -> LandResult:
     ensure_raw_order_pages(con)
+    root = page_store_root(con)
+    landing = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+    relative_dir = f"{_SAFE_NAME.sub('_', asset)}/{landing}"
+    landed_dir = root / relative_dir
+    condition, params = replace
     con.execute("begin transaction")
     try:
-        [(replaced,)] = con.execute(
-            """
-            delete from raw_order_pages
-            where asset = $asset
-              and (partition_key = $key or (window_start >= $start and window_end <= $end))
-            """,
-            {"asset": asset, "key": partition_key, "start": window_start, "end": window_end},
+        replaced = con.execute(
+            f"delete from raw_order_pages where {condition} returning page_seq, body_file", params
         ).fetchall()
-        for chunk in spool.chunks():
+        replaced_files = [str(body_file) for _, body_file in replaced]
+        if replaced:
             con.execute(
-                """
-                insert into raw_order_pages (asset, partition_key, window_start, window_end, requested_min,
-                    requested_max, page_number, fetched_at, api_version, request_path, order_count, body)
-                select $asset, $key, $start, $end, $rmin, $rmax,
-                    page.page_number, page.fetched_at, page.api_version, page.request_path, page.order_count,
-                    file.content::json
-                from read_text($files) as file
-                join (
-                    select unnest($files) as filename, unnest($numbers) as page_number,
-                        unnest($fetched::timestamptz[]) as fetched_at, unnest($versions) as api_version,
-                        unnest($paths) as request_path, unnest($counts) as order_count
-                ) as page using (filename)
-                order by page.page_number
-                """,
-                {
-                    "asset": asset,
-                    "key": partition_key,
-                    "start": window_start,
-                    "end": window_end,
-                    "rmin": requested_min,
-                    "rmax": requested_max,
-                    "files": [page.path for page in chunk],
-                    "numbers": [page.page_number for page in chunk],
-                    "fetched": [page.fetched_at for page in chunk],
-                    "versions": [page.api_version for page in chunk],
-                    "paths": [page.request_path for page in chunk],
-                    "counts": [page.order_count for page in chunk],
-                },
+                "delete from raw_order_objects where page_seq in (select unnest($seqs))",
+                {"seqs": [int(seq) for seq, _ in replaced]},
             )
+        page_seqs = [
+            int(row[0])
+            for row in con.execute(
+                "select nextval('raw_order_pages_seq') from range($n)", {"n": spool.pages}
+            ).fetchall()
+        ]
+        _move_spool(spool, landed_dir)
+        _insert_pages(con, asset, partition_key, bounds, spool, page_seqs, relative_dir)
+        for chunk in _numbered_chunks(spool, page_seqs):
+            _insert_objects(con, [(seq, str(landed_dir / page.name)) for seq, page in chunk])
         con.execute("commit")
     except BaseException:
         # A failed COMMIT has already ended the transaction; the original error is the one to report.
         with contextlib.suppress(duckdb.TransactionException):
             con.execute("rollback")
+        _restore_spool(spool, landed_dir)
         raise
-    return LandResult(pages=spool.pages, orders=spool.orders, body_bytes=spool.bytes, replaced_pages=replaced)
+    _remove_unreferenced(con, root, replaced_files)
+    return LandResult(
+        pages=spool.pages, orders=spool.orders, body_bytes=spool.bytes, replaced_pages=len(replaced_files)
+    )
+
+
+def _move_spool(spool: PageSpool, landed_dir: Path) -> None:
+    """Make the spool's files the landing's: renamed within the page store's file system, else copied."""
+    landed_dir.mkdir(parents=True)
+    for page in spool.spooled:
+        target = landed_dir / page.name
+        try:
+            os.replace(page.path, target)
+        except OSError:  # the spool is on another file system (TMPDIR)
+            shutil.copyfile(page.path, target)
+
+
+def _restore_spool(spool: PageSpool, landed_dir: Path) -> None:
+    """After a failed landing, give the spool its files back and remove the landing's folder."""
+    for page in spool.spooled:
+        with contextlib.suppress(OSError):
+            if not Path(page.path).exists():
+                os.replace(landed_dir / page.name, page.path)
+    shutil.rmtree(landed_dir, ignore_errors=True)
+
+
+def _insert_pages(
+    con: duckdb.DuckDBPyConnection,
+    asset: str,
+    partition_key: str,
+    bounds: dict[str, datetime | None],
+    spool: PageSpool,
+    page_seqs: list[int],
+    relative_dir: str,
+) -> None:
+    con.execute(
+        """
+        insert into raw_order_pages (page_seq, asset, partition_key, window_start, window_end, requested_min,
+            requested_max, page_number, fetched_at, api_version, request_path, order_count, body_file,
+            body_bytes)
+        select unnest($seqs), $asset, $key, $window_start, $window_end, $requested_min, $requested_max,
+            unnest($numbers), unnest($fetched::timestamptz[]), unnest($versions), unnest($paths),
+            unnest($counts), unnest($files), unnest($sizes)
+        """,
+        {
+            "seqs": page_seqs,
+            "asset": asset,
+            "key": partition_key,
+            **bounds,
+            "numbers": [page.page_number for page in spool.spooled],
+            "fetched": [page.fetched_at for page in spool.spooled],
+            "versions": [page.api_version for page in spool.spooled],
+            "paths": [page.request_path for page in spool.spooled],
+            "counts": [page.order_count for page in spool.spooled],
+            "files": [f"{relative_dir}/{page.name}" for page in spool.spooled],
+            "sizes": [page.size for page in spool.spooled],
+        },
+    )
+
+
+def _numbered_chunks(spool: PageSpool, page_seqs: list[int]) -> Iterator[list[tuple[int, SpooledPage]]]:
+    seq_of = {page.name: seq for page, seq in zip(spool.spooled, page_seqs, strict=True)}
+    for chunk in spool.chunks():
+        yield [(seq_of[page.name], page) for page in chunk]
+
+
+def _insert_objects(con: duckdb.DuckDBPyConnection, pages: list[tuple[int, str]]) -> None:
+    """Parse, validate and type some pages' order objects; rejects keep their object verbatim.
+
+    `pages` holds (page_seq, file) pairs, in page_seq order.
+    """
+    seqs = [seq for seq, _ in pages]
+    con.execute(INSERT_OBJECTS_SQL, {"files": [path for _, path in pages], "seqs": seqs})
+    file_of = dict(pages)
+    rejects: dict[tuple[int, str], list[int]] = {}
+    for page_seq, position in con.execute(
+        """
+        select page_seq, position from raw_order_objects
+        where page_seq between $first and $last and reason is not null
+        order by page_seq, position
+        """,
+        {"first": seqs[0], "last": seqs[-1]},
+    ).fetchall():
+        rejects.setdefault((int(page_seq), file_of[int(page_seq)]), []).append(int(position))
+    if rejects:
+        con.execute(rejected_objects_sql(rejects))
+        con.execute(COMPLETE_REJECTS_SQL, {"first_seq": seqs[0], "last_seq": seqs[-1]})
+        con.execute("drop table landing_rejects")
+
+
+def reparse_landed_pages(
+    con: duckdb.DuckDBPyConnection, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> int:
+    """Rebuild `raw_order_objects` from every page in the page store (in the caller's transaction, if any),
+    e.g. after the validation rules changed; returns the number of pages parsed."""
+    root = page_store_root(con)
+    rows = con.execute(
+        "select page_seq, body_file, body_bytes from raw_order_pages order by page_seq"
+    ).fetchall()
+    con.execute("delete from raw_order_objects")
+    chunk: list[tuple[int, str]] = []
+    chunk_bytes = 0
+    for page_seq, body_file, body_bytes in rows:
+        if chunk and chunk_bytes + body_bytes > max_chunk_bytes:
+            _insert_objects(con, chunk)
+            chunk, chunk_bytes = [], 0
+        chunk.append((int(page_seq), str(root / body_file)))
+        chunk_bytes += int(body_bytes)
+    if chunk:
+        _insert_objects(con, chunk)
+    return len(rows)
+
+
+def _remove_unreferenced(con: duckdb.DuckDBPyConnection, root: Path, replaced_files: list[str]) -> None:
+    """Delete the files of replaced pages, then every landing folder no page refers to any more.
+
+    Unreferenced folders are also what a crash between a landing's rename and its commit leaves behind.
+    Sweeping them here is safe: this connection holds DuckDB's write lock, so no other landing is between
+    those two steps. Spool folders are swept once a day old (a fetch may be spooling right now).
+    """
+    for relative in replaced_files:
+        (root / relative).unlink(missing_ok=True)
+    referenced = {
+        str(row[0])
+        for row in con.execute(
+            "select distinct regexp_extract(body_file, '^[^/]+/[^/]+') from raw_order_pages"
+        ).fetchall()
+    }
+    stale_before = time.time() - STALE_SPOOL_SECONDS
+    for asset_dir in root.iterdir():
+        if not asset_dir.is_dir():
+            continue
+        for folder in asset_dir.iterdir():
+            if asset_dir.name == INCOMING:
+                if folder.stat().st_mtime < stale_before:
+                    shutil.rmtree(folder, ignore_errors=True)
+            elif f"{asset_dir.name}/{folder.name}" not in referenced:
+                shutil.rmtree(folder, ignore_errors=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from cancel_pipeline.warehouse.raw_pages import RAW_ORDER_PAGES_DDL
+from cancel_pipeline.warehouse.typed_orders import LINE_ITEM_TYPE, REFUND_TYPE
 
 # Keys per derived table, as the table contract states them.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -25,14 +26,6 @@ DERIVED_TABLES: tuple[str, ...] = tuple(KEY_COLUMNS)
 
 # The row of `derivation_state` that holds the watermark over `raw_order_pages`.
 WATERMARK_SOURCE = "raw_order_pages"
-
-# Typed line items and refunds kept with each version (see order_versions' docstring in DERIVED_TABLES_DDL).
-LINE_ITEM_TYPE = (
-    "STRUCT(id BIGINT, variant_id BIGINT, product_id BIGINT, sku VARCHAR, title VARCHAR, "
-    "quantity BIGINT, current_quantity BIGINT)"
-)
-REFUND_LINE_ITEM_TYPE = "STRUCT(line_item_id BIGINT, quantity BIGINT, restock_type VARCHAR)"
-REFUND_TYPE = f"STRUCT(id BIGINT, created_at TIMESTAMPTZ, refund_line_items {REFUND_LINE_ITEM_TYPE}[])"
 
 DERIVED_TABLES_DDL = f"""
 -- The highest raw page_seq folded into the derived tables, and the one before the latest run (so checks can

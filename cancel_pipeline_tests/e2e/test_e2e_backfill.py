@@ -47,7 +47,7 @@ def landed_canceled_orders(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple[A
     rows = con.execute(
         """
         select window_start, window_end, requested_min, requested_max, order_count, body
-        from raw_order_pages
+        from raw_order_page_bodies
         where asset = ? and window_start >= ? and window_end <= ?
         order by window_start, page_number
         """,

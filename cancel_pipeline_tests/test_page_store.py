@@ -1,0 +1,152 @@
+"""The raw layer's page store: bodies as files beside the DuckDB file, objects parsed once at landing."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+
+from cancel_pipeline.warehouse.connection import warehouse_connection
+from cancel_pipeline.warehouse.raw_pages import (
+    INCOMING,
+    STALE_SPOOL_SECONDS,
+    page_bodies,
+    page_store_for,
+    spooled_pages,
+)
+from cancel_pipeline_tests.order_builders import line_item, order, utc
+from cancel_pipeline_tests.test_raw_assets import land_window, make_page
+
+WINDOW = ("2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00")
+
+
+def store_files(database: Path) -> set[str]:
+    """Every page file in the store, relative to it (spool folders excluded)."""
+    store = page_store_for(database)
+    return {
+        str(path.relative_to(store))
+        for path in store.rglob("page-*.json")
+        if INCOMING not in path.relative_to(store).parts
+    }
+
+
+def test_bodies_land_as_files_named_by_their_rows(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    bodies = [b'{"orders": [{"id": 1}]}', b'{"orders":[{"id":2},\n{"id":3}]}']
+    with (
+        spooled_pages(
+            [make_page(1, [1], bodies[0]), make_page(2, [2, 3], bodies[1])], database=database
+        ) as spool,
+        warehouse_connection(database) as con,
+    ):
+        land_window(con, *WINDOW, spool)
+        landed = con.execute(
+            "select page_seq, body_file, body_bytes, order_count from raw_order_pages order by page_number"
+        ).fetchall()
+        objects = con.execute(
+            "select page_seq, position, order_id from raw_order_objects order by all"
+        ).fetchall()
+        read_back = page_bodies(con, [seq for seq, *_ in landed])
+        # The spool gave its files to the landing: nothing is left to copy or clean.
+        assert list(spool.directory.iterdir()) == []
+    assert store_files(database) == {body_file for _, body_file, _, _ in landed}
+    assert all(body_file.startswith("raw_canceled_order_pages/") for _, body_file, _, _ in landed)
+    for (page_seq, body_file, size, _), body in zip(landed, bodies, strict=True):
+        assert (page_store_for(database) / body_file).read_bytes() == body
+        assert size == len(body)
+        assert read_back[page_seq] == body.decode()
+    first, second = landed[0][0], landed[1][0]
+    assert objects == [(first, 1, 1), (second, 1, 2), (second, 2, 3)]
+
+
+def test_replacing_a_window_removes_the_files_of_the_pages_it_replaces(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    with warehouse_connection(database) as con:
+        land_window(con, *WINDOW, [make_page(1, [1]), make_page(2, [2])])
+        first_files = store_files(database)
+        land_window(con, *WINDOW, [make_page(1, [1])])
+        [(body_file,)] = con.execute("select body_file from raw_order_pages").fetchall()
+        assert con.execute("select count(*) from raw_order_objects").fetchone()[0] == 1
+    assert len(first_files) == 2
+    assert store_files(database) == {body_file}
+    assert not first_files & store_files(database)
+    # The replaced landing's folder went with its files.
+    assert [p.name for p in (page_store_for(database) / "raw_canceled_order_pages").iterdir()] == [
+        body_file.split("/")[1]
+    ]
+
+
+def test_a_failed_landing_leaves_rows_files_and_spool_as_they_were(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    with warehouse_connection(database) as con:
+        land_window(con, *WINDOW, [make_page(1, [1])])
+        before_rows = con.execute("select * from raw_order_pages").fetchall()
+        before_files = store_files(database)
+        pages = [make_page(1, [7]), make_page(2, [8], body=b'{"orders": [{"id": 8}')]
+        with spooled_pages(pages, database=database, max_chunk_bytes=1) as spool:
+            with pytest.raises(duckdb.Error):
+                land_window(con, *WINDOW, spool)
+            # The spool has its files back, so the same landing can be tried again.
+            assert sorted(p.name for p in spool.directory.iterdir()) == [
+                "page-000001.json",
+                "page-000002.json",
+            ]
+        assert con.execute("select * from raw_order_pages").fetchall() == before_rows
+        assert con.execute("select count(*) from raw_order_objects").fetchone()[0] == 1
+    assert store_files(database) == before_files
+
+
+def test_a_crash_leftover_is_swept_by_the_next_landing(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    with warehouse_connection(database) as con:
+        land_window(con, *WINDOW, [make_page(1, [1])])
+    store = page_store_for(database)
+    # A landing renamed its spool into the store, then the process died before COMMIT.
+    orphan = store / "raw_canceled_order_pages" / "20260302T020000-deadbeef0000"
+    orphan.mkdir()
+    (orphan / "page-000001.json").write_bytes(b'{"orders": []}')
+    # A fetch killed mid-spool two days ago, and one spooling right now.
+    stale = store / INCOMING / "fetch-stale"
+    stale.mkdir(parents=True)
+    old = time.time() - STALE_SPOOL_SECONDS - 3600
+    os.utime(stale, (old, old))
+    running = store / INCOMING / "fetch-running"
+    running.mkdir()
+    with warehouse_connection(database) as con:
+        land_window(con, "2026-03-02-02:00", "2026-03-02T02:00", "2026-03-02T02:30", [make_page(1, [2])])
+    assert not orphan.exists() and not stale.exists()
+    assert running.exists()
+    assert len(store_files(database)) == 2
+
+
+def test_rejects_keep_their_object_verbatim_and_good_objects_are_typed(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    good = order(10, utc(2026, 3, 2, 1, 40), line_items=[line_item(101, 3, current_quantity=2)])
+    broken = {"id": 11, "created_at": "yesterday", "updated_at": "2026-03-02T01:41:00Z", "line_items": []}
+    not_an_object = 12
+    body = orjson.dumps({"orders": [good, broken, not_an_object]})
+    with warehouse_connection(database) as con:
+        land_window(con, *WINDOW, [make_page(1, [10, 11, 12], body)])
+        rows = con.execute(
+            "select position, order_id, reason, detail, raw_order, updated_at, line_items"
+            " from raw_order_objects order by position"
+        ).fetchall()
+    (
+        (p1, id1, reason1, _, raw1, updated1, items1),
+        (p2, _, reason2, detail2, raw2, *_),
+        (p3, _, reason3, detail3, raw3, *_),
+    ) = rows
+    assert (p1, id1, reason1, raw1, updated1) == (1, 10, None, None, utc(2026, 3, 2, 1, 40))
+    assert [(item["id"], item["quantity"], item["current_quantity"]) for item in items1] == [(101, 3, 2)]
+    assert (p2, reason2, detail2) == (2, "created_at_unparseable", "created_at=yesterday")
+    assert orjson.loads(raw2) == broken
+    assert (p3, reason3, detail3, orjson.loads(raw3)) == (
+        3,
+        "id_not_integer",
+        "id=missing (not an object)",
+        12,
+    )
