@@ -57,7 +57,7 @@ def fetch_and_land_window(
             streams=shopify.fetch_streams,
         )
         # The spool is filled before the warehouse is opened: the HTTP fetch never holds DuckDB's file lock.
-        with spooled_pages(pages) as spool, duckdb.get_connection() as con:
+        with spooled_pages(pages, database=duckdb.database) as spool, duckdb.get_connection() as con:
             landed = land_pages(
                 con,
                 asset=asset_name,

@@ -59,7 +59,10 @@ def raw_refreshed_order_pages(
     if not order_ids:
         return dg.MaterializeResult(metadata={"requested_orders": 0, "pages": 0, "orders": 0})
     with shopify.get_client() as client:
-        with spooled_pages(client.get_orders(order_ids)) as spool, duckdb.get_connection() as con:
+        with (
+            spooled_pages(client.get_orders(order_ids), database=duckdb.database) as spool,
+            duckdb.get_connection() as con,
+        ):
             landed = land_pages(
                 con,
                 asset=REFRESH_SOURCE,
