@@ -1,10 +1,12 @@
-"""Raw assets: Shopify order pages landed verbatim in `raw_order_pages`, one time window at a time.
+"""Raw assets: Shopify order pages landed verbatim in the raw layer, one time window at a time.
 
 `raw_canceled_order_pages` reads `status=cancelled` in 30-minute windows (the fast cancellation feed);
 `raw_updated_order_pages` reads `status=any` in hourly windows (partial cancellations only move
 `updated_at`). A run of one window, or of a range of windows (backfills run as one run), asks Shopify for
 the whole span in one query, from the first window's start less the overlap to the last window's end, then
-lands the pages in one transaction. Dagster records every window of a range as materialized.
+lands the pages in one transaction: each body as a file in the page store, a row per page in
+`raw_order_pages`, each order object parsed once into `raw_order_objects` (see `warehouse.raw_pages`).
+Dagster records every window of a range as materialized.
 """
 
 from datetime import UTC, datetime
@@ -104,8 +106,9 @@ def raw_canceled_order_pages(
     context: dg.AssetExecutionContext, shopify: ShopifyResource, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
     """Pages of Shopify orders with `status=cancelled` updated in each 30-minute window (UTC), landed verbatim
-    in `raw_order_pages`. Each window is read from a few minutes before its start (the overlap) to its end, or
-    to now while it is in progress; re-materializing a window replaces its pages."""
+    (a row per page in `raw_order_pages`, its body in the page store beside the DuckDB file, its orders
+    parsed once into `raw_order_objects`). Each window is read from a few minutes before its start (the
+    overlap) to its end, or to now while it is in progress; re-materializing a window replaces its pages."""
     return fetch_and_land_window(context, shopify, duckdb, status="cancelled")
 
 
@@ -120,8 +123,9 @@ def raw_canceled_order_pages(
 def raw_updated_order_pages(
     context: dg.AssetExecutionContext, shopify: ShopifyResource, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
-    """Pages of every Shopify order (`status=any`) updated in each hourly window (UTC), landed verbatim in
-    `raw_order_pages`: partial cancellations (refunds, order edits) only move `updated_at`. Each window is
+    """Pages of every Shopify order (`status=any`) updated in each hourly window (UTC), landed verbatim (a row
+    per page in `raw_order_pages`, its body in the page store, its orders parsed into `raw_order_objects`):
+    partial cancellations (refunds, order edits) only move `updated_at`. Each window is
     read from a few minutes before its start (the overlap) to its end, or to now while it is in progress;
     re-materializing a window replaces its pages."""
     return fetch_and_land_window(context, shopify, duckdb, status="any")
