@@ -38,7 +38,7 @@ from cancel_pipeline.shopify.errors import (
     ShopifyPaymentRequiredError,
     ShopifyRequestFailed,
 )
-from cancel_pipeline.shopify.pages import ClientStats, OrderPage
+from cancel_pipeline.shopify.pages import ClientStats, OrderPage, order_count
 from cancel_pipeline.shopify.rate_limit import (
     LeakyBucket,
     backoff_delay,
@@ -331,9 +331,9 @@ class ShopifyClient:
         page_number = first_page_number
         next_url: str | None = url
         while next_url is not None:
-            response, body = self._send("GET", next_url, params=params)
-            orders = body.get("orders") if isinstance(body, dict) else None
-            if not isinstance(orders, list):
+            # The body is counted, not parsed (`pages.order_count`): the warehouse parses it when it lands.
+            response, count = self._send("GET", next_url, params=params, decode=order_count)
+            if count is None:
                 raise self._unexpected_body("GET", next_url)
             request_url = response.request.url
             page = OrderPage(
@@ -342,9 +342,8 @@ class ShopifyClient:
                 api_version=response.headers.get("X-Shopify-API-Version") or self.api_version,
                 fetched_at=datetime.now(UTC),
                 body=response.content,
-                order_count=len(orders),
+                order_count=count,
             )
-            del body, orders  # the page keeps the bytes; the parsed copy would double the memory
             self._log.debug(
                 "%s page %d: %d orders (%d bytes)",
                 self.store,
@@ -368,8 +367,12 @@ class ShopifyClient:
         json_body: dict[str, Any] | None = None,
         form: dict[str, str] | None = None,
         authenticated: bool = True,
+        decode: Callable[[bytes], Any] = orjson.loads,
     ) -> tuple[httpx.Response, Any]:
-        """Send until a 2xx with a JSON body arrives; returns the response and the parsed body."""
+        """Send until a 2xx with a JSON body arrives; returns the response and `decode(body)`.
+
+        `decode` raises `orjson.JSONDecodeError` for a body that is not complete JSON, which is retried.
+        """
         endpoint = urlsplit(url).path
         attempts = failures = throttles = 0
         renewed_token = False
@@ -429,7 +432,7 @@ class ShopifyClient:
                     continue
                 if 200 <= status < 300:
                     try:
-                        return response, orjson.loads(response.content)
+                        return response, decode(response.content)
                     except orjson.JSONDecodeError:
                         last_problem = "body is not complete JSON (truncated?)"
                 elif status in RETRYABLE_STATUSES:

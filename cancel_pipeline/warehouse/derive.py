@@ -45,7 +45,7 @@ join raw_order_pages p using (page_seq)
 where o.page_seq between {first_seq:d} and {last_seq:d} and o.page_seq > {watermark:d}
 """
 _TEMP_TABLES = (
-    "stage_versions",
+    "version_keys",
     "refetched_versions",
     "touched_orders",
     *(f"{prefix}_{table}" for prefix in ("new", "old", "changed", "gone") for table in CURRENT_TABLE_SQL),
@@ -117,7 +117,7 @@ def derive_new_pages(
     *,
     now: datetime | None = None,
     full_refresh: bool = False,
-    batch_pages: int = 200,
+    batch_pages: int = 400,
 ) -> DeriveResult:
     """Fold every raw page above the watermark into the derived tables, atomically.
 
@@ -163,8 +163,11 @@ def _derive_in_transaction(
         watermark_after=max([watermark, *page_seqs]),
         pages_processed=len(page_seqs),
     )
+    columns = {
+        table: ", ".join(name for name, _ in table_column_schema(con, table)) for table in CURRENT_TABLE_SQL
+    }
     for start in range(0, len(page_seqs), batch_pages):
-        _derive_batch(con, page_seqs[start : start + batch_pages], watermark, result)
+        _derive_batch(con, page_seqs[start : start + batch_pages], watermark, columns, result)
     result.rejects_removed = _drop_rejects_of_replaced_pages(con)
     _write_watermark(con, result.watermark_after, watermark_before, derived_at)
     result.row_counts = {
@@ -174,7 +177,11 @@ def _derive_in_transaction(
 
 
 def _derive_batch(
-    con: duckdb.DuckDBPyConnection, batch: list[int], watermark: int, result: DeriveResult
+    con: duckdb.DuckDBPyConnection,
+    batch: list[int],
+    watermark: int,
+    columns: dict[str, str],
+    result: DeriveResult,
 ) -> None:
     first_seq, last_seq = batch[0], batch[-1]
     con.execute(STAGE_ORDERS_SQL.format(first_seq=first_seq, last_seq=last_seq, watermark=watermark))
@@ -183,8 +190,7 @@ def _derive_batch(
     result.new_versions += _merge_versions(con)
     _mark_supersession(con)
     for table, new_rows_sql in CURRENT_TABLE_SQL.items():
-        columns = ", ".join(name for name, _ in table_column_schema(con, table))
-        changes, changed_rows = _refresh_current_table(con, table, columns, new_rows_sql)
+        changes, changed_rows = _refresh_current_table(con, table, columns[table], new_rows_sql)
         result.table_changes[table] = result.table_changes[table] + changes
         if table == "canceled_orders":
             _extend_preview(result.canceled_orders_preview, changed_rows, KEY_COLUMNS[table])
@@ -220,26 +226,19 @@ def _replace_rejects(con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: i
 def _merge_versions(con: duckdb.DuckDBPyConnection) -> int:
     """Upsert the batch's good versions; returns how many (order_id, updated_at) were new."""
     # One row per version: its content from the latest fetch (highest page_seq, then position), chosen on
-    # narrow keys first so the nested line items and refunds are read once, not carried through a sort.
+    # narrow keys, so the nested line items and refunds are read once, by the final insert, and never
+    # carried through a sort or copied into a temp table.
     con.execute(
         """
-        create or replace temp table stage_versions as
+        create or replace temp table version_keys as
         select
-            s.order_id, s.updated_at, s.order_name, s.created_at, s.cancelled_at, s.cancel_reason,
-            s.closed_at, s.financial_status, s.fulfillment_status, s.source_name, s.currency, s.total_price,
-            s.test, s.line_items, s.refunds, s.asset, s.partition_key, s.page_number, s.page_seq,
-            k.first_fetched_at, k.last_fetched_at
-        from (
-            select
-                order_id, updated_at,
-                max(page_seq * 1000000 + position) as latest,
-                min(fetched_at) as first_fetched_at,
-                max(fetched_at) as last_fetched_at
-            from stage_orders
-            where reason is null
-            group by order_id, updated_at
-        ) k
-        join stage_orders s on s.page_seq = k.latest // 1000000 and s.position = k.latest % 1000000
+            order_id, updated_at,
+            max(page_seq * 1000000 + position) as latest,
+            min(fetched_at) as first_fetched_at,
+            max(fetched_at) as last_fetched_at
+        from stage_orders
+        where reason is null
+        group by order_id, updated_at
         """
     )
     # Versions already known: their fetch times span every fetch ever made; their supersession stays.
@@ -249,7 +248,7 @@ def _merge_versions(con: duckdb.DuckDBPyConnection) -> int:
         select v.order_id, v.updated_at, v.first_fetched_at, v.last_fetched_at, v.superseded_at,
                v.superseded_by_updated_at
         from order_versions v
-        semi join stage_versions s on v.order_id = s.order_id and v.updated_at = s.updated_at
+        semi join version_keys k on v.order_id = k.order_id and v.updated_at = k.updated_at
         """
     )
     refetched = _count(con, "select count(*) from refetched_versions")
@@ -264,18 +263,20 @@ def _merge_versions(con: duckdb.DuckDBPyConnection) -> int:
         """
         insert into order_versions by name
         select
-            s.* replace (
-                least(s.first_fetched_at, r.first_fetched_at) as first_fetched_at,
-                greatest(s.last_fetched_at, r.last_fetched_at) as last_fetched_at
-            ),
+            s.order_id, s.updated_at, s.order_name, s.created_at, s.cancelled_at, s.cancel_reason,
+            s.closed_at, s.financial_status, s.fulfillment_status, s.source_name, s.currency, s.total_price,
+            s.test, s.line_items, s.refunds, s.asset, s.partition_key, s.page_number, s.page_seq,
+            least(k.first_fetched_at, r.first_fetched_at) as first_fetched_at,
+            greatest(k.last_fetched_at, r.last_fetched_at) as last_fetched_at,
             r.superseded_at,
             r.superseded_by_updated_at
-        from stage_versions s
-        left join refetched_versions r on r.order_id = s.order_id and r.updated_at = s.updated_at
+        from version_keys k
+        join stage_orders s on s.page_seq = k.latest // 1000000 and s.position = k.latest % 1000000
+        left join refetched_versions r on r.order_id = k.order_id and r.updated_at = k.updated_at
         """
     )
-    con.execute("create or replace temp table touched_orders as select distinct order_id from stage_versions")
-    return _count(con, "select count(*) from stage_versions") - refetched
+    con.execute("create or replace temp table touched_orders as select distinct order_id from version_keys")
+    return _count(con, "select count(*) from version_keys") - refetched
 
 
 def _mark_supersession(con: duckdb.DuckDBPyConnection) -> None:
@@ -315,7 +316,6 @@ def _refresh_current_table(
     keys = KEY_COLUMNS[table]
     key_list = ", ".join(keys)
     key_match = " and ".join(f"t.{key} = k.{key}" for key in keys)
-    con.execute(f"create or replace temp table new_{table} as select {columns} from ({new_rows_sql})")
     con.execute(
         f"""
         create or replace temp table old_{table} as
@@ -323,10 +323,13 @@ def _refresh_current_table(
         """
     )
     if not _count(con, f"select count(*) from old_{table}"):
-        # Orders new to the table (a backfill's usual case): every recomputed row is an insert.
-        con.execute(f"create or replace temp table changed_{table} as select * from new_{table}")
-        changed, updated, deleted = _count(con, f"select count(*) from new_{table}"), 0, 0
+        # Orders new to the table (a backfill's usual case): every recomputed row is an insert, written
+        # straight into the table.
+        changed = _count(con, f"insert into {table} select {columns} from ({new_rows_sql})")
+        updated = deleted = 0
+        changed_rows = f"select * from {table} where order_id in (select order_id from touched_orders)"
     else:
+        con.execute(f"create or replace temp table new_{table} as select {columns} from ({new_rows_sql})")
         con.execute(
             f"create or replace temp table changed_{table} as select * from new_{table} except select * from old_{table}"
         )
@@ -350,10 +353,11 @@ def _refresh_current_table(
             where {key_match}
             """
         )
-    con.execute(f"insert into {table} select * from changed_{table}")
+        con.execute(f"insert into {table} select * from changed_{table}")
+        changed_rows = f"select * from changed_{table}"
     preview: list[dict[str, Any]] = []
     if table in ("canceled_orders", "canceled_line_items"):
-        cursor = con.execute(f"select * from changed_{table} order by {key_list} limit {PREVIEW_ROWS}")
+        cursor = con.execute(f"{changed_rows} order by {key_list} limit {PREVIEW_ROWS}")
         names = [column[0] for column in cursor.description]
         preview = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     return TableChanges(inserted=changed - updated, updated=updated, deleted=deleted), preview
