@@ -37,11 +37,10 @@ import duckdb
 
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.typed_orders import (
-    COMPLETE_REJECTS_SQL,
     INSERT_OBJECTS_SQL,
     LINE_ITEM_TYPE,
     REFUND_TYPE,
-    rejected_objects_sql,
+    complete_rejects_sql,
 )
 
 PAGE_STORE_SUFFIX = ".raw_pages"
@@ -489,9 +488,7 @@ def _insert_objects(con: duckdb.DuckDBPyConnection, pages: list[tuple[int, str]]
     ).fetchall():
         rejects.setdefault((int(page_seq), file_of[int(page_seq)]), []).append(int(position))
     if rejects:
-        con.execute(rejected_objects_sql(rejects))
-        con.execute(COMPLETE_REJECTS_SQL, {"first_seq": seqs[0], "last_seq": seqs[-1]})
-        con.execute("drop table landing_rejects")
+        con.execute(complete_rejects_sql(rejects))
 
 
 def reparse_landed_pages(

@@ -190,13 +190,14 @@ INSERT_OBJECTS_SQL = "insert into raw_order_objects by name " + TYPED_OBJECTS_SE
 """Appends the typed objects of a chunk of pages to `raw_order_objects`."""
 
 
-def rejected_objects_sql(rejects_by_file: dict[tuple[int, str], list[int]]) -> str:
-    """SQL creating the temp table `landing_rejects`: the rejected objects of a chunk verbatim.
+def complete_rejects_sql(rejects_by_file: dict[tuple[int, str], list[int]]) -> str:
+    """SQL completing some pages' rejects in `raw_order_objects` with their object verbatim (and the details
+    that quote it).
 
-    `rejects_by_file` maps (page_seq, page file) to the 1-based positions of the page's rejects. Each page is
-    parsed once, extracting only its rejects: JSON paths must be constants, so each page gets its own
-    branch (a chunk has a few dozen pages at most). Parsing a page again for each reject cost several times
-    as much, and re-serializing all of a page's objects twice as much.
+    `rejects_by_file` maps (page_seq, page file) to the 1-based positions of the page's rejects (at least
+    one page). Each page is parsed once, extracting only its rejects: JSON paths must be constants, so each
+    page gets its own branch (a chunk has a few dozen pages at most). Parsing a page again for each reject
+    cost several times as much, and re-serializing all of a page's objects twice as much.
     """
     branches = []
     for (page_seq, path), positions in sorted(rejects_by_file.items()):
@@ -206,15 +207,8 @@ def rejected_objects_sql(rejects_by_file: dict[tuple[int, str], list[int]]) -> s
             f"select {int(page_seq)} as page_seq, unnest({[int(p) for p in positions]}) as position, "
             f"unnest(json_extract(content, [{json_paths}])) as raw_order from read_text({file_literal})"
         )
-    if not branches:
-        return (
-            "create or replace temp table landing_rejects (page_seq bigint, position integer, raw_order json)"
-        )
-    return "create or replace temp table landing_rejects as " + " union all ".join(branches)
-
-
-# Parameters: the chunk's first and last page_seq.
-COMPLETE_REJECTS_SQL = """
+    seqs = [int(page_seq) for page_seq, _ in rejects_by_file]
+    return f"""
 update raw_order_objects o
 set raw_order = r.raw_order,
     detail = case
@@ -225,8 +219,6 @@ set raw_order = r.raw_order,
         )
         else o.detail
     end
-from landing_rejects r
-where o.page_seq between $first_seq and $last_seq and o.page_seq = r.page_seq and o.position = r.position
+from ({" union all ".join(branches)}) r
+where o.page_seq between {min(seqs)} and {max(seqs)} and o.page_seq = r.page_seq and o.position = r.position
 """
-"""Completes the chunk's rejects in `raw_order_objects` with their object verbatim (and the details that
-quote it)."""

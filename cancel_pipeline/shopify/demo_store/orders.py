@@ -135,8 +135,12 @@ class OrderBook:
             buckets = range(lo, hi + 1)
         for b in buckets:
             for plan in self.history.bucket(b):
+                # The cursor test first: it needs only the plan, while matching builds the order's state, and
+                # the cursor's bucket is walked again by every page that starts in it.
+                if after is not None and not _plan_beyond(plan, after, forward):
+                    continue
                 match = self._match(plan, f, now)
-                if match and (after is None or _beyond(match, after, forward)):
+                if match:
                     found.append(match)
             # Buckets partition creation time, so once enough orders sort before every unvisited bucket
             # the page cannot change.
@@ -307,5 +311,9 @@ def _key(match: Match) -> tuple[int, int]:
 
 
 def _beyond(match: Match, after: tuple[int, int], forward: bool) -> bool:
-    key = _key(match)
+    return _plan_beyond(match[0], after, forward)
+
+
+def _plan_beyond(plan: OrderPlan, after: tuple[int, int], forward: bool) -> bool:
+    key = (plan.created, plan.id)
     return key < after if forward else key > after

@@ -21,6 +21,7 @@ TRANSACTION_ID_BASE = 6_710_000_000_000
 FULFILLMENT_ID_BASE = 4_990_000_000_000
 
 
+@lru_cache(maxsize=65536)  # prices, taxes and totals repeat across orders; formatting is a hot spot
 def money(cents: int) -> str:
     """Cents as Shopify's decimal string, e.g. 2500 -> "25.00"."""
     sign = "-" if cents < 0 else ""
@@ -49,6 +50,8 @@ class OrderRenderer:
         tz = ZoneInfo(shop_timezone)
         # Many orders share timestamps (bursts, repeated pages), so formatting is cached.
         self.timestamp = lru_cache(maxsize=65536)(lambda ts: datetime.fromtimestamp(ts, tz).isoformat())
+        # A line item's product fields are the same in every order: built once per product (read only).
+        self._product_fields: dict[int, dict[str, Any]] = {}
 
     def render(self, plan: OrderPlan, st: OrderState) -> dict[str, Any]:
         """The order as GET orders/{id}.json returns it (inside "order"), malformations applied."""
@@ -66,11 +69,10 @@ class OrderRenderer:
             weight += product.grams * st.current[i]
             fulfillable = max(st.current[i] - st.fulfilled[i], 0)
             line_status = None if st.fulfilled[i] == 0 else "partial" if fulfillable else "fulfilled"
-            price = money(product.price_cents)
-            lines.append(
-                {
-                    "id": line.line_id,
-                    "admin_graphql_api_id": f"gid://shopify/LineItem/{line.line_id}",
+            product_fields = self._product_fields.get(line.product)
+            if product_fields is None:
+                price = money(product.price_cents)
+                product_fields = self._product_fields[line.product] = {
                     "variant_id": product.variant_id,
                     "product_id": product.product_id,
                     "sku": product.sku,
@@ -80,6 +82,12 @@ class OrderRenderer:
                     "vendor": product.vendor,
                     "price": price,
                     "price_set": _money_set(price, cur),
+                }
+            lines.append(
+                {
+                    "id": line.line_id,
+                    "admin_graphql_api_id": f"gid://shopify/LineItem/{line.line_id}",
+                    **product_fields,
                     "quantity": line.quantity,
                     "current_quantity": st.current[i],
                     "fulfillable_quantity": fulfillable,
