@@ -2,25 +2,38 @@
 
 A user's backfill: `dagster dev` on the project, pointed at the demo store over HTTP (frozen at the end of the
 span, with `--orders-per-hour` orders and no bursts or malformed records, so the figures measure the
-pipeline's and Dagster's overhead rather than data volume), and one partition backfill launched through the
-webserver's GraphQL API (what the UI's "Materialize" dialog sends) over the span for `raw_canceled_order_pages`
-(30-minute windows), `raw_updated_order_pages` (hourly) and every asset downstream of them.
+pipeline's and Dagster's overhead rather than data volume). Two ways a user launches it from the UI, each on a
+fresh instance and warehouse (`--modes`):
 
-Printed: the runs the backfill launched with their own durations, and the wall time from launch to the
-backfill done, split into run time (some run executing), run start-up (created -> started, the run queue and
-the run worker's start) and daemon latency (the rest: the backfill daemon wakes every 30 s, a constant of
-Dagster 1.13 with no setting). Unless `--no-cli`, the same span is then run from the command line with no
-daemon involved: one `dagster asset materialize --partition-range` run per raw asset, then one run of the
-tables, so the pipeline's own cost is visible separately. Target: at most 3 runs and under 60 s in all.
+- `daemon`: one partition backfill launched through the webserver's GraphQL API (what the UI's
+  "Materialize" dialog sends as a backfill) over the span for `raw_canceled_order_pages` (30-minute windows),
+  `raw_updated_order_pages` (hourly) and every asset downstream of them. The backfill daemon launches the
+  runs: it wakes every 30 s (`DEFAULT_DAEMON_INTERVAL_SECONDS` in `dagster._daemon.daemon`, Dagster 1.13,
+  no setting), and the tables' run can only be requested on a tick after both raw runs ended, so this mode
+  has a floor of two to three ticks (~60-90 s) whatever each run costs.
+- `single-run`: per raw feed one run of its job (`canceled_order_job`, `canceled_items_job`: the raw asset
+  and every table downstream) over the whole span, launched at once through `launchPipelineExecution` with
+  the tags `dagster/asset_partition_range_start` / `_end` — what the UI's "launch as a single run" sends —
+  one after the other. No daemon tick is involved; the run queue starts both, and their steps that write DuckDB take turns on
+  the `duckdb_writer` pool (that waiting counts). Measured from the launch to both runs finished with the
+  tables present.
 
-    python benchmarks/backfill_overhead.py [--days 30] [--orders-per-hour 0.5] [--no-cli] [--timeout 600]
+Printed: each mode's runs with their own durations, and the wall time split into run time (some run
+executing), run start-up (created -> started, the run queue and the run worker's start) and daemon latency
+(the rest). `--storage` picks the instance's event log: `project` (the project's dagster.yaml: the pooled
+SQLite event log of `cancel_pipeline.instance_storage`), `stock` (the same file without it: Dagster's own
+SQLite event log), or `both`. Unless `--no-cli`, the same span is then run from the command line with no
+daemon: one `dagster asset materialize --partition-range` run per raw asset, then one run of the tables.
+Target: at most 3 runs and under 60 s in all.
+
+    python benchmarks/backfill_overhead.py [--days 30] [--modes daemon,single-run] [--storage project]
+        [--orders-per-hour 0.5] [--no-cli] [--timeout 600]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +52,8 @@ from dagster_harness import (
     RunTiming,
     backfill_times,
     dagster_dev_on_store,
+    instance_yaml,
+    launch_range_run,
     read_only_query,
     run_timings,
     server_environment,
@@ -52,6 +67,13 @@ from cancel_pipeline_tests.e2e.selection import downstream_closure
 
 RAW_ASSETS = {"raw_canceled_order_pages": 30, "raw_updated_order_pages": 60}
 """Raw asset -> its window length in minutes (the defaults of the configuration contract)."""
+
+RAW_JOBS = {"raw_canceled_order_pages": "canceled_order_job", "raw_updated_order_pages": "canceled_items_job"}
+"""Raw asset -> the job of it and everything downstream (cancel_pipeline/jobs.py)."""
+
+MODES = ("daemon", "single-run")
+STORAGES = ("project", "stock")
+RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
 TARGET_RUNS = 3
 TARGET_SECONDS = 60.0
@@ -86,15 +108,17 @@ def wait_until_idle(client: DagsterGraphQLClient, timeout: float = 120.0) -> Non
         time.sleep(0.5)
 
 
-def ui_backfill(workdir: Path, days: int, orders_per_hour: float, timeout: float) -> dict[str, Any]:
-    """Run the backfill through `dagster dev` and return its figures."""
-    end = span_end(datetime.now(UTC))
-    start = end - timedelta(days=days)
+def ui_backfill(
+    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, timeout: float, storage: str
+) -> dict[str, Any]:
+    """Run the backfill through `dagster dev` (the daemon launches its runs) and return its figures."""
+    start, end = span
+    days = round((end - start) / timedelta(days=1))
     store = DemoStore(
         clock=FrozenClock(end), orders_per_hour=orders_per_hour, burst_size=0, malformed_every_hours=0
     )
     env = {"CANCEL_PIPELINE_FIRST_WINDOW": start.isoformat()}
-    with dagster_dev_on_store(workdir, store, env) as (server, client):
+    with dagster_dev_on_store(workdir, store, env, instance_yaml(storage)) as (server, client):
         nodes = client.asset_nodes()
         selection: list[str] = []
         for raw in RAW_ASSETS:
@@ -116,11 +140,75 @@ def ui_backfill(workdir: Path, days: int, orders_per_hour: float, timeout: float
         counts = table_counts(server.duckdb_path)
         materialized = {raw: client.asset_state(raw).num_materialized for raw in RAW_ASSETS}
     return {
+        "mode": "daemon",
+        "storage": storage,
         "span": (start, end),
-        "backfill_status": backfill.status,
+        "status": backfill.status,
         "launched": launched,
         "backfill_created": created_at,
         "backfill_ended": ended_at,
+        "observed_done": observed_done,
+        "runs": runs,
+        "counts": counts,
+        "windows": {raw: len(window_keys(start, end, minutes)) for raw, minutes in RAW_ASSETS.items()},
+        "materialized": materialized,
+        "selection": selection,
+    }
+
+
+def single_runs(
+    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, timeout: float, storage: str
+) -> dict[str, Any]:
+    """Launch, through `dagster dev`'s GraphQL API, one range run of each raw feed's job over the span, one
+    after the other, as the UI's single-run launch does; wait until both ended; return the figures."""
+    start, end = span
+    store = DemoStore(
+        clock=FrozenClock(end), orders_per_hour=orders_per_hour, burst_size=0, malformed_every_hours=0
+    )
+    env = {"CANCEL_PIPELINE_FIRST_WINDOW": start.isoformat()}
+    with dagster_dev_on_store(workdir, store, env, instance_yaml(storage)) as (server, client):
+        nodes = client.asset_nodes()
+        selection: list[str] = []
+        for raw in RAW_ASSETS:
+            selection += [key for key in downstream_closure(nodes, raw) if key not in selection]
+        wait_until_idle(client)
+        launched = time.time()
+        # One after the other, as one user launches them: each mutation returns once its run and the run's
+        # planned events (one per window) are written. Launched at the same moment, the two writers in the
+        # webserver take turns on index.db's write lock, and SQLite's busy wait made both launches slower.
+        launch_seconds: dict[str, float] = {}
+
+        def launch(raw: str) -> str:
+            keys = window_keys(start, end, RAW_ASSETS[raw])
+            began = time.time()
+            run_id = launch_range_run(client, RAW_JOBS[raw], keys[0], keys[-1])
+            launch_seconds[RAW_JOBS[raw]] = round(time.time() - began, 2)
+            return run_id
+
+        run_ids = [launch(raw) for raw in RAW_JOBS]
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = run_timings(client, run_ids)
+            if len(runs) == len(run_ids) and all(run.status in RUN_DONE for run in runs):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs {run_ids} not done within {timeout:.0f} s: {runs}")
+            time.sleep(0.25)
+        counts = table_counts(server.duckdb_path)
+        observed_done = time.time()
+        materialized = {raw: client.asset_state(raw).num_materialized for raw in RAW_ASSETS}
+    statuses = {run.status for run in runs}
+    return {
+        "mode": "single-run",
+        "storage": storage,
+        "launch_call_s": launch_seconds,
+        "span": (start, end),
+        "status": "SUCCESS"
+        if statuses == {"SUCCESS"} and len(counts) == len(TABLES)
+        else str(sorted(statuses)),
+        "launched": launched,
+        "backfill_created": None,
+        "backfill_ended": None,
         "observed_done": observed_done,
         "runs": runs,
         "counts": counts,
@@ -145,7 +233,7 @@ def cli_command(select: str, partition_range: str | None) -> list[str]:
 
 
 def cli_range_runs(
-    workdir: Path, start: datetime, end: datetime, store: DemoStore, tables: list[str]
+    workdir: Path, start: datetime, end: datetime, store: DemoStore, tables: list[str], storage: str
 ) -> list[dict[str, Any]]:
     """The same span from the command line on a fresh instance and warehouse, with no daemon: one
     `dagster asset materialize --partition-range` run per raw asset, then one run of the tables (the CLI
@@ -153,7 +241,7 @@ def cli_range_runs(
     unpartitioned tables do not). Each command is timed by the wall clock."""
     dagster_home = workdir / "dagster_home"
     dagster_home.mkdir(parents=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    (dagster_home / "dagster.yaml").write_text(instance_yaml(storage))
     database = workdir / "warehouse.duckdb"
     steps: list[tuple[str, str | None, int]] = []
     for raw, minutes in RAW_ASSETS.items():
@@ -185,6 +273,7 @@ def cli_range_runs(
                     "select": select,
                     "partition_range": partition_range,
                     "windows": windows,
+                    "storage": storage,
                     "seconds": round(seconds, 2),
                 }
             )
@@ -216,35 +305,149 @@ def summarize(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse flags, run the benchmark, print the table and the JSON line."""
+    """Parse flags, run the benchmark, print the tables and the JSON line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--days", type=int, default=30, help="days of windows to backfill (default 30)")
     parser.add_argument("--orders-per-hour", type=float, default=0.5, help="demo store's order rate")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the backfill")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each mode")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)} (default both)"
+    )
+    parser.add_argument(
+        "--storage",
+        choices=(*STORAGES, "both"),
+        default="project",
+        help="event log: the project's dagster.yaml, Dagster's stock SQLite one, or both (default project)",
+    )
     parser.add_argument("--no-cli", dest="cli", action="store_false", help="skip the CLI range runs")
     args = parser.parse_args(argv)
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if not modes or any(mode not in MODES for mode in modes):
+        parser.error(f"--modes takes a comma-separated list of {', '.join(MODES)}")
+    storages = list(STORAGES) if args.storage == "both" else [args.storage]
 
+    end = span_end(datetime.now(UTC))
+    start = end - timedelta(days=args.days)
+    results: list[dict[str, Any]] = []
+    cli: list[dict[str, Any]] = []
     with stop_on_sigterm(), tempfile.TemporaryDirectory(prefix="backfill_overhead_") as tmp:
         workdir = Path(tmp)
-        figures = ui_backfill(workdir / "ui", args.days, args.orders_per_hour, args.timeout)
-        start, end = figures["span"]
-        cli: list[dict[str, Any]] = []
-        cli_counts: dict[str, int] = {}
+        for storage in storages:
+            for mode in modes:
+                measure = ui_backfill if mode == "daemon" else single_runs
+                figures = measure(
+                    workdir / f"{mode}-{storage}", (start, end), args.orders_per_hour, args.timeout, storage
+                )
+                results.append(figures)
+                print_mode(figures)
         if args.cli:
-            store = DemoStore(
-                clock=FrozenClock(end),
-                orders_per_hour=args.orders_per_hour,
-                burst_size=0,
-                malformed_every_hours=0,
-            )
-            tables = [key for key in figures["selection"] if key not in RAW_ASSETS]
-            cli = cli_range_runs(workdir / "cli", start, end, store, tables)
-            cli_counts = table_counts(workdir / "cli" / "warehouse.duckdb")
+            tables = [key for key in results[0]["selection"] if key not in RAW_ASSETS]
+            for storage in storages:
+                store = DemoStore(
+                    clock=FrozenClock(end),
+                    orders_per_hour=args.orders_per_hour,
+                    burst_size=0,
+                    malformed_every_hours=0,
+                )
+                cli += cli_range_runs(workdir / f"cli-{storage}", start, end, store, tables, storage)
 
-    summary = summarize(figures)
+    print(
+        f"Summary: {args.days} days ({start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC), windows "
+        f"{results[0]['windows']}"
+    )
+    rows = []
+    summaries = []
+    for figures in results:
+        summary = summarize(figures)
+        met = summary["runs"] <= TARGET_RUNS and summary["wall_s"] < TARGET_SECONDS
+        summaries.append(
+            {
+                "mode": figures["mode"],
+                "storage": figures["storage"],
+                "status": figures["status"],
+                **summary,
+                "run_durations_s": [round(run.duration or 0.0, 2) for run in figures["runs"]],
+                "materialized": figures["materialized"],
+                "table_rows": figures["counts"],
+                "launch_call_s": figures.get("launch_call_s"),
+                "target_met": met,
+            }
+        )
+        rows.append(
+            [
+                figures["mode"],
+                figures["storage"],
+                summary["runs"],
+                summary["wall_s"],
+                summary["run_executing_s"],
+                summary["run_startup_s"],
+                summary["daemon_latency_s"],
+                "met" if met else "MISSED",
+            ]
+        )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "mode",
+                "event log",
+                "runs",
+                "wall s",
+                "executing s",
+                "start-up s",
+                "daemon s",
+                f"<= {TARGET_RUNS} runs, < {TARGET_SECONDS:.0f} s",
+            ],
+        )
+    )
+    if cli:
+        print()
+        print("Same span from the command line, one range run per raw asset, then the tables (no daemon):")
+        print(
+            tabulate(
+                [
+                    [c["storage"], c["select"], c["partition_range"] or "-", c["windows"], c["seconds"]]
+                    for c in cli
+                ],
+                headers=[
+                    "event log",
+                    "dagster asset materialize --select",
+                    "--partition-range",
+                    "windows",
+                    "wall s",
+                ],
+            )
+        )
+    print()
+    print(
+        json.dumps(
+            {
+                "benchmark": "backfill_overhead",
+                "days": args.days,
+                "orders_per_hour": args.orders_per_hour,
+                "span": [start.isoformat(), end.isoformat()],
+                "windows": results[0]["windows"],
+                "results": summaries,
+                "cli_runs": cli,
+                "cli_total_s": {
+                    storage: round(sum(c["seconds"] for c in cli if c["storage"] == storage), 2)
+                    for storage in storages
+                }
+                if cli
+                else None,
+                "target_met": {f"{s['mode']}/{s['storage']}": s["target_met"] for s in summaries},
+            }
+        )
+    )
+    return 0
+
+
+def print_mode(figures: dict[str, Any]) -> None:
+    """One mode's runs, as they happen (a long benchmark shows progress)."""
     launched = figures["launched"]
+    start, end = figures["span"]
     rows = [
         [
             run.job,
@@ -257,59 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for run in figures["runs"]
     ]
-    print(f"UI/GraphQL backfill of {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC ({args.days} days)")
-    print(f"windows: {figures['windows']}; materialized after: {figures['materialized']}")
+    print(
+        f"{figures['mode']} ({figures['storage']} event log): {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC,"
+        f" status {figures['status']}; materialized after: {figures['materialized']}; tables: {figures['counts']}"
+    )
     print(tabulate(rows, headers=["job", "run", "status", "created s", "started s", "ended s", "run s"]))
-    print()
-    verdict = summary["runs"] <= TARGET_RUNS and summary["wall_s"] < TARGET_SECONDS
-    print(
-        tabulate(
-            [[key, value] for key, value in summary.items()]
-            + [
-                [
-                    "target",
-                    f"<= {TARGET_RUNS} runs and < {TARGET_SECONDS:.0f} s: {'met' if verdict else 'MISSED'}",
-                ]
-            ],
-            headers=["figure", "value"],
-        )
-    )
-    if cli:
-        print()
-        print("Same span from the command line, one range run per raw asset, then the tables (no daemon):")
-        print(
-            tabulate(
-                [[c["select"], c["partition_range"] or "-", c["windows"], c["seconds"]] for c in cli],
-                headers=["dagster asset materialize --select", "--partition-range", "windows", "wall s"],
-            )
-        )
-        print(f"CLI total: {sum(c['seconds'] for c in cli):.2f} s for {len(cli)} runs")
-    print()
-    print(
-        json.dumps(
-            {
-                "benchmark": "backfill_overhead",
-                "days": args.days,
-                "orders_per_hour": args.orders_per_hour,
-                "span": [start.isoformat(), end.isoformat()],
-                "windows": figures["windows"],
-                "materialized": figures["materialized"],
-                "backfill_status": figures["backfill_status"],
-                "selection": figures["selection"],
-                **summary,
-                "daemon_marked_done_after_s": (
-                    round(figures["backfill_ended"] - launched, 2) if figures["backfill_ended"] else None
-                ),
-                "run_durations_s": [round(run.duration or 0.0, 2) for run in figures["runs"]],
-                "table_rows": figures["counts"],
-                "cli_runs": cli,
-                "cli_total_s": round(sum(c["seconds"] for c in cli), 2) if cli else None,
-                "cli_table_rows": cli_counts or None,
-                "target_met": verdict,
-            }
-        )
-    )
-    return 0
+    print(flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
@@ -41,6 +42,8 @@ __all__ = [
     "SensorTick",
     "backfill_times",
     "dagster_dev_on_store",
+    "instance_yaml",
+    "launch_range_run",
     "read_only_query",
     "run_timings",
     "runs_of_job",
@@ -95,6 +98,71 @@ query SensorTicks($selector: SensorSelector!, $limit: Int!) {
 """
 
 
+_JOB_REPOSITORIES = """
+query JobRepositories {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } pipelines { name } } }
+    ... on Error { message }
+  }
+}
+"""
+
+# The mutation the UI sends for "Launch as single run" / a Launchpad launch (dagster-webserver's
+# LaunchPipelineExecution), with the answers we read.
+_LAUNCH_RUN = """
+mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PipelineNotFoundError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}
+"""
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def launch_range_run(client: DagsterGraphQLClient, job: str, first: str, last: str) -> str:
+    """Launch one run of `job` over the partitions `first`..`last` (both included) and return its id.
+
+    This is what the UI sends when a range is launched as a single run: `launchPipelineExecution` with the
+    job's selector and the tags `dagster/asset_partition_range_start` / `_end` (the UI's `buildExecutionParams`
+    in the Materialize dialog), so the run goes through the run queue, not the backfill daemon.
+    """
+    repositories = client.execute(_JOB_REPOSITORIES)["repositoriesOrError"]
+    if repositories["__typename"] != "RepositoryConnection":
+        raise GraphQLError(f"repositories: {repositories['__typename']}: {repositories.get('message')}")
+    owners = [node for node in repositories["nodes"] if any(p["name"] == job for p in node["pipelines"])]
+    if len(owners) != 1:
+        raise GraphQLError(f"job {job} found in {len(owners)} repositories, expected 1")
+    params = {
+        "mode": "default",
+        "runConfigData": "{}",
+        "selector": {
+            "repositoryLocationName": owners[0]["location"]["name"],
+            "repositoryName": owners[0]["name"],
+            "pipelineName": job,
+        },
+        "executionMetadata": {
+            "tags": [{"key": RANGE_START_TAG, "value": first}, {"key": RANGE_END_TAG, "value": last}]
+        },
+    }
+    # Creating the run writes one ASSET_MATERIALIZATION_PLANNED event per window in the webserver before the
+    # mutation answers: with Dagster's stock SQLite event log that alone can outlast a 30 s client timeout.
+    with DagsterGraphQLClient(client.graphql_url, timeout=600.0) as patient:
+        result = patient.execute(_LAUNCH_RUN, {"executionParams": params})["launchPipelineExecution"]
+    if result["__typename"] != "LaunchRunSuccess":
+        detail = result.get("message") or result.get("errors")
+        raise GraphQLError(f"run of {job} not launched: {result['__typename']}: {detail}")
+    return result["run"]["runId"]
+
+
 @dataclass(frozen=True)
 class RunTiming:
     """When a run was created (queued), started and ended, as epoch seconds (None while not reached)."""
@@ -125,9 +193,26 @@ class SensorTick:
     skip_reason: str | None
 
 
+def instance_yaml(storage: str) -> str:
+    """The instance's dagster.yaml for `storage`: "project" is the project's file as it is (its pooled
+    SQLite event log), "stock" the same file without `event_log_storage:`, i.e. Dagster's own SQLite
+    event log in the same folders, to show what the project's storage changes."""
+    text = (PROJECT_ROOT / "dagster.yaml").read_text()
+    if storage == "project":
+        return text
+    if storage != "stock":
+        raise ValueError(f"unknown storage {storage!r}: project or stock")
+    config = yaml.safe_load(text)
+    config.pop("event_log_storage", None)
+    return yaml.safe_dump(config, sort_keys=False)
+
+
 @contextmanager
 def dagster_dev_on_store(
-    workdir: Path, store: DemoStore, extra_env: Mapping[str, str] | None = None
+    workdir: Path,
+    store: DemoStore,
+    extra_env: Mapping[str, str] | None = None,
+    instance_config: str | None = None,
 ) -> Iterator[tuple[DagsterDevServer, DagsterGraphQLClient]]:
     """Serve `store` over HTTP on 127.0.0.1 and run `dagster dev` on the project pointed at it.
 
@@ -140,7 +225,7 @@ def dagster_dev_on_store(
         env.update(extra_env or {})
         try:
             with (
-                run_dagster_dev(workdir, extra_env=env) as server,
+                run_dagster_dev(workdir, extra_env=env, instance_yaml=instance_config) as server,
                 DagsterGraphQLClient(server.graphql_url) as client,
             ):
                 yield server, client

@@ -106,17 +106,23 @@ def run_dagster_dev(
     *,
     module: str = DEFINITIONS_MODULE,
     extra_env: Mapping[str, str] | None = None,
+    instance_yaml: str | None = None,
     startup_timeout: float = 120.0,
     stop_timeout: float = 30.0,
 ) -> Iterator[DagsterDevServer]:
     """Run `dagster dev -m <module>` on a free port of 127.0.0.1 with a fresh instance under `workdir`.
 
-    Yields once the webserver answers and the code location has loaded; on exit stops the whole process
-    group and raises `DagsterDevError` if any process of it is still alive.
+    The instance gets the project's dagster.yaml, or `instance_yaml` (its text) when given, e.g. for a
+    benchmark comparing instance storages. Yields once the webserver answers and the code location has
+    loaded; on exit stops the whole process group and raises `DagsterDevError` if any process of it is
+    still alive.
     """
     dagster_home = workdir / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    if instance_yaml is None:
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    else:
+        (dagster_home / "dagster.yaml").write_text(instance_yaml)
     duckdb_path = workdir / "warehouse.duckdb"
     log_path = workdir / "dagster_dev.log"
     port = free_port()
