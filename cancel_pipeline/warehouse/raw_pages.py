@@ -36,12 +36,14 @@ from pathlib import Path
 import duckdb
 
 from cancel_pipeline.shopify.pages import OrderPage
-from cancel_pipeline.warehouse.typed_orders import (
-    INSERT_OBJECTS_SQL,
-    LINE_ITEM_TYPE,
-    REFUND_TYPE,
-    complete_rejects_sql,
+from cancel_pipeline.warehouse.page_parsing import (
+    PageFile,
+    append_parsed,
+    connection_threads,
+    parse_into,
+    parse_pages,
 )
+from cancel_pipeline.warehouse.typed_orders import RAW_ORDER_OBJECTS_DDL
 
 PAGE_STORE_SUFFIX = ".raw_pages"
 INCOMING = ".incoming"
@@ -68,31 +70,7 @@ create table if not exists raw_order_pages (
     body_bytes     bigint      not null,
     unique (asset, partition_key, page_number)
 );
--- Every order object of every landed page, parsed, validated and typed once, at landing.
-create table if not exists raw_order_objects (
-    page_seq            bigint      not null,  -- the page in raw_order_pages
-    position            integer     not null,  -- 1-based position of the object in the page's orders list
-    reason              varchar,               -- why the object is rejected (see typed_orders.REJECT_REASONS)
-    detail              varchar,               -- the offending value, for a human (rejects only)
-    raw_order           json,                  -- the object verbatim (rejects only)
-    order_id            bigint,
-    updated_at          timestamptz,
-    order_name          varchar,
-    created_at          timestamptz,
-    cancelled_at        timestamptz,
-    cancel_reason       varchar,
-    closed_at           timestamptz,
-    financial_status    varchar,
-    fulfillment_status  varchar,
-    source_name         varchar,
-    currency            varchar,
-    total_price         decimal(18,2),
-    test                boolean     not null,
-    tags                varchar,
-    line_items          {LINE_ITEM_TYPE}[] not null,
-    refunds             {REFUND_TYPE}[]
-);
-"""
+{RAW_ORDER_OBJECTS_DDL}"""
 
 # --- The page store ------------------------------------------------------------------------------------
 
@@ -375,34 +353,39 @@ def _land_spool(
     relative_dir = f"{_SAFE_NAME.sub('_', asset)}/{landing}"
     landed_dir = root / relative_dir
     condition, params = replace
-    con.execute("begin transaction")
-    try:
-        replaced = con.execute(
-            f"delete from raw_order_pages where {condition} returning page_seq, body_file", params
+    page_seqs = [
+        int(row[0])
+        for row in con.execute(
+            "select nextval('raw_order_pages_seq') from range($n)", {"n": spool.pages}
         ).fetchall()
-        replaced_files = [str(body_file) for _, body_file in replaced]
-        if replaced:
-            con.execute(
-                "delete from raw_order_objects where page_seq in (select unnest($seqs))",
-                {"seqs": [int(seq) for seq, _ in replaced]},
-            )
-        page_seqs = [
-            int(row[0])
-            for row in con.execute(
-                "select nextval('raw_order_pages_seq') from range($n)", {"n": spool.pages}
+    ]
+    pages = [PageFile(seq, page.path, page.size) for seq, page in zip(page_seqs, spool.spooled, strict=True)]
+    with _scratch(root) as scratch:
+        # Parsed before the transaction opens, from the spool: the write lock is held only for the writes.
+        files = parse_pages(
+            pages, scratch, max_chunk_bytes=spool.max_chunk_bytes, threads=connection_threads(con)
+        )
+        con.execute("begin transaction")
+        try:
+            replaced = con.execute(
+                f"delete from raw_order_pages where {condition} returning page_seq, body_file", params
             ).fetchall()
-        ]
-        _move_spool(spool, landed_dir)
-        _insert_pages(con, asset, partition_key, bounds, spool, page_seqs, relative_dir)
-        for chunk in _numbered_chunks(spool, page_seqs):
-            _insert_objects(con, [(seq, str(landed_dir / page.name)) for seq, page in chunk])
-        con.execute("commit")
-    except BaseException:
-        # A failed COMMIT has already ended the transaction; the original error is the one to report.
-        with contextlib.suppress(duckdb.TransactionException):
-            con.execute("rollback")
-        _restore_spool(spool, landed_dir)
-        raise
+            replaced_files = [str(body_file) for _, body_file in replaced]
+            if replaced:
+                con.execute(
+                    "delete from raw_order_objects where page_seq in (select unnest($seqs))",
+                    {"seqs": [int(seq) for seq, _ in replaced]},
+                )
+            _move_spool(spool, landed_dir)
+            _insert_pages(con, asset, partition_key, bounds, spool, page_seqs, relative_dir)
+            append_parsed(con, files)
+            con.execute("commit")
+        except BaseException:
+            # A failed COMMIT has already ended the transaction; the original error is the one to report.
+            with contextlib.suppress(duckdb.TransactionException):
+                con.execute("rollback")
+            _restore_spool(spool, landed_dir)
+            raise
     _remove_unreferenced(con, root, replaced_files)
     return LandResult(
         pages=spool.pages, orders=spool.orders, body_bytes=spool.bytes, replaced_pages=len(replaced_files)
@@ -463,55 +446,31 @@ def _insert_pages(
     )
 
 
-def _numbered_chunks(spool: PageSpool, page_seqs: list[int]) -> Iterator[list[tuple[int, SpooledPage]]]:
-    seq_of = {page.name: seq for page, seq in zip(spool.spooled, page_seqs, strict=True)}
-    for chunk in spool.chunks():
-        yield [(seq_of[page.name], page) for page in chunk]
-
-
-def _insert_objects(con: duckdb.DuckDBPyConnection, pages: list[tuple[int, str]]) -> None:
-    """Parse, validate and type some pages' order objects; rejects keep their object verbatim.
-
-    `pages` holds (page_seq, file) pairs, in page_seq order.
-    """
-    seqs = [seq for seq, _ in pages]
-    con.execute(INSERT_OBJECTS_SQL, {"files": [path for _, path in pages], "seqs": seqs})
-    file_of = dict(pages)
-    rejects: dict[tuple[int, str], list[int]] = {}
-    for page_seq, position in con.execute(
-        """
-        select page_seq, position from raw_order_objects
-        where page_seq between $first and $last and reason is not null
-        order by page_seq, position
-        """,
-        {"first": seqs[0], "last": seqs[-1]},
-    ).fetchall():
-        rejects.setdefault((int(page_seq), file_of[int(page_seq)]), []).append(int(position))
-    if rejects:
-        con.execute(complete_rejects_sql(rejects))
-
-
 def reparse_landed_pages(
     con: duckdb.DuckDBPyConnection, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> int:
     """Rebuild `raw_order_objects` from every page in the page store (in the caller's transaction, if any),
     e.g. after the validation rules changed; returns the number of pages parsed."""
     root = page_store_root(con)
-    rows = con.execute(
-        "select page_seq, body_file, body_bytes from raw_order_pages order by page_seq"
-    ).fetchall()
+    pages = [
+        PageFile(int(page_seq), str(root / body_file), int(body_bytes))
+        for page_seq, body_file, body_bytes in con.execute(
+            "select page_seq, body_file, body_bytes from raw_order_pages order by page_seq"
+        ).fetchall()
+    ]
     con.execute("delete from raw_order_objects")
-    chunk: list[tuple[int, str]] = []
-    chunk_bytes = 0
-    for page_seq, body_file, body_bytes in rows:
-        if chunk and chunk_bytes + body_bytes > max_chunk_bytes:
-            _insert_objects(con, chunk)
-            chunk, chunk_bytes = [], 0
-        chunk.append((int(page_seq), str(root / body_file)))
-        chunk_bytes += int(body_bytes)
-    if chunk:
-        _insert_objects(con, chunk)
-    return len(rows)
+    with _scratch(root) as scratch:
+        parse_into(con, pages, scratch, max_chunk_bytes=max_chunk_bytes)
+    return len(pages)
+
+
+@contextlib.contextmanager
+def _scratch(root: Path) -> Iterator[Path]:
+    """A folder for the parsed rows' Parquet files, in the page store's `.incoming` (swept if orphaned)."""
+    incoming = root / INCOMING
+    incoming.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="parse-", dir=incoming) as folder:
+        yield Path(folder)
 
 
 def _remove_unreferenced(con: duckdb.DuckDBPyConnection, root: Path, replaced_files: list[str]) -> None:

@@ -52,6 +52,34 @@ _ORDER_FIELDS = {
 }
 PAGE_STRUCTURE = json.dumps({"orders": [_ORDER_FIELDS]})
 
+RAW_ORDER_OBJECTS_DDL = f"""
+-- Every order object of every landed page, parsed, validated and typed once, at landing.
+create table if not exists raw_order_objects (
+    page_seq            bigint      not null,  -- the page in raw_order_pages
+    position            integer     not null,  -- 1-based position of the object in the page's orders list
+    reason              varchar,               -- why the object is rejected (see REJECT_REASONS)
+    detail              varchar,               -- the offending value, for a human (rejects only)
+    raw_order           json,                  -- the object verbatim (rejects only)
+    order_id            bigint,
+    updated_at          timestamptz,
+    order_name          varchar,
+    created_at          timestamptz,
+    cancelled_at        timestamptz,
+    cancel_reason       varchar,
+    closed_at           timestamptz,
+    financial_status    varchar,
+    fulfillment_status  varchar,
+    source_name         varchar,
+    currency            varchar,
+    total_price         decimal(18,2),
+    test                boolean     not null,
+    tags                varchar,
+    line_items          {LINE_ITEM_TYPE}[] not null,
+    refunds             {REFUND_TYPE}[]
+);
+"""
+"""The table `TYPED_OBJECTS_SELECT` fills: one row per order object of each landed page."""
+
 REJECT_REASONS: tuple[str, ...] = (
     "id_not_integer",
     "created_at_missing",
