@@ -12,20 +12,26 @@ had to hold back for the bucket, and lasts `--seconds`; whole-run figures (burst
 The ceiling of a plan is its leak rate in requests/s, i.e. leak rate x 250 orders/s for full pages.
 Target: steady ratio >= 0.95 and zero 429s.
 
+CPU: the client's (this process, every thread) and the store's (its process) CPU per page over the steady
+state, in ms. At Plus's 20 pages a second the two share the machine's two cores, so the client must stay far
+below 50 ms of GIL-holding CPU a page. `--streams N` walks each window as N concurrent page streams.
+
     python benchmarks/client_throughput.py [--seconds 60] [--plans standard,plus] [--window-days 10]
-        [--max-fill-seconds 180]
+        [--max-fill-seconds 180] [--streams 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from tabulate import tabulate
@@ -60,6 +66,17 @@ class PlanResult:
     server_429: int
     retries: int
     rate_limit_wait_s: float
+    streams: int
+    client_cpu_ms_per_page: float
+    """This process's CPU (all threads) per page over the steady state."""
+    store_cpu_ms_per_page: float
+    """The store process's CPU per page over the steady state."""
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -99,11 +116,27 @@ def start_store(
             return process, base_url
         except httpx.HTTPError:
             time.sleep(0.1)
-    process.terminate()
+    stop_store(process)
     raise RuntimeError("the demo store did not start within 30 s")
 
 
-def run_plan(plan: str, seconds: float, window_days: float, max_fill_s: float) -> PlanResult:
+def stop_store(process: subprocess.Popen) -> None:
+    """End the store: SIGTERM, then SIGKILL if it is still there after 10 s.
+
+    A store started from a shell that ignores SIGTERM (a background job under some job controls) inherits
+    that, and would otherwise outlive the benchmark and fail it.
+    """
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def run_plan(
+    plan: str, seconds: float, window_days: float, max_fill_s: float, streams: int = 1
+) -> PlanResult:
     """Page through the window under one plan's bucket: until the bucket fills, then `seconds` more."""
     bucket_size, leak_rate = PLANS[plan]
     process, base_url = start_store(bucket_size, leak_rate)
@@ -124,6 +157,7 @@ def run_plan(plan: str, seconds: float, window_days: float, max_fill_s: float) -
             started = time.monotonic()
             steady_start: float | None = None
             steady_requests = steady_orders = orders = walks = 0
+            client_cpu = store_cpu = 0.0
 
             def done() -> bool:
                 now = time.monotonic()
@@ -133,7 +167,7 @@ def run_plan(plan: str, seconds: float, window_days: float, max_fill_s: float) -
 
             while not done():
                 walks += 1
-                for page in client.iter_order_pages(status="any", limit=PAGE_SIZE, **window):
+                for page in client.iter_order_pages(status="any", limit=PAGE_SIZE, streams=streams, **window):
                     orders += page.order_count
                     if steady_start is not None:
                         steady_requests += 1
@@ -141,13 +175,14 @@ def run_plan(plan: str, seconds: float, window_days: float, max_fill_s: float) -
                     elif client.stats.rate_limit_wait_s > 0:
                         # This request had to wait: the bucket is full and the leak sets the pace from here.
                         steady_start = time.monotonic()
+                        client_cpu, store_cpu = time.process_time(), process_cpu_s(process.pid)
                     if done():
                         break
             ended = time.monotonic()
+            client_cpu, store_cpu = time.process_time() - client_cpu, process_cpu_s(process.pid) - store_cpu
         server = httpx.get(f"{base_url}/_demo/stats").json()
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_store(process)
 
     steady_s = ended - steady_start if steady_start is not None else float("nan")
     stats = client.stats
@@ -171,6 +206,9 @@ def run_plan(plan: str, seconds: float, window_days: float, max_fill_s: float) -
         server_429=server["throttled"],
         retries=stats.retries,
         rate_limit_wait_s=round(stats.rate_limit_wait_s, 2),
+        streams=streams,
+        client_cpu_ms_per_page=round(client_cpu / max(1, steady_requests) * 1000, 1),
+        store_cpu_ms_per_page=round(store_cpu / max(1, steady_requests) * 1000, 1),
     )
 
 
@@ -190,9 +228,10 @@ def main() -> None:
     parser.add_argument(
         "--window-days", type=float, default=10.0, help="updated_at window walked (repeatedly) per plan"
     )
+    parser.add_argument("--streams", type=int, default=1, help="concurrent page streams (default 1)")
     args = parser.parse_args()
     results = [
-        run_plan(plan.strip(), args.seconds, args.window_days, args.max_fill_seconds)
+        run_plan(plan.strip(), args.seconds, args.window_days, args.max_fill_seconds, args.streams)
         for plan in args.plans.split(",")
     ]
     rows = [
@@ -211,6 +250,9 @@ def main() -> None:
             r.client_429,
             r.server_429,
             r.retries,
+            r.streams,
+            r.client_cpu_ms_per_page,
+            r.store_cpu_ms_per_page,
         )
         for r in results
     ]
@@ -229,6 +271,9 @@ def main() -> None:
         "429 client",
         "429 server",
         "retries",
+        "streams",
+        "client CPU ms/page",
+        "store CPU ms/page",
     ]
     print(tabulate(rows, headers=headers))
     print("steady state = from the first request that waited for the bucket (the initial burst is excluded)")
