@@ -5,10 +5,10 @@ subprocess with that bucket (`client_throughput.start_store`: its own interprete
 Dagster run materializes a raw asset over a range of windows (`dg.materialize` with the range tags, as a
 single-run backfill launches it), with `ShopifyResource(store=url, bucket_size=..., leak_rate=...,
 fetch_streams=--streams)` and the warehouse resource on a fresh DuckDB file. The run therefore includes Dagster's
-start and finish, the HTTP fetch into the spool and the landing transaction. The Dagster instance is a
-SQLite one in a temporary DAGSTER_HOME (what a deployment's default storage writes: every event is a
-committed SQLite transaction), or in memory with `--instance ephemeral`, to tell Dagster's own cost per
-window from its storage's.
+start and finish, the HTTP fetch into the spool and the landing transaction. The Dagster instance is the
+project's `dagster.yaml` in a temporary DAGSTER_HOME (SQLite, with the pooled event log of
+`cancel_pipeline.instance_storage`), Dagster's stock SQLite storage with `--instance stock`, or in memory
+with `--instance ephemeral`, to tell Dagster's own cost per window from its storage's.
 
 The store's density (`--orders-per-hour`) defaults per plan to a plausible store of that plan: 200 orders
 an hour (about 5,000 a day, a busy Standard/Shopify-plan store) under Standard and 600 an hour (about
@@ -48,6 +48,7 @@ import logging
 import math
 import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +64,7 @@ from tabulate import tabulate
 # history (client_throughput.NOW) lies in 2024, so the first window must precede it.
 os.environ["CANCEL_PIPELINE_FIRST_WINDOW"] = "2024-01-01T00:00:00Z"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 from client_throughput import NOW, PAGE_SIZE, PLANS, start_store, stop_store
 
@@ -233,10 +235,16 @@ def run_plan(
                 fetch_streams=streams,
             )
             warehouse = WarehouseResource(database=str(Path(scratch) / "warehouse.duckdb"))
-            if instance_kind == "sqlite":
+            if instance_kind in ("sqlite", "stock"):
                 dagster_home = Path(scratch) / "dagster"
                 dagster_home.mkdir()
-                instance = dg.DagsterInstance.local_temp(str(dagster_home))
+                if instance_kind == "sqlite":
+                    # The project's instance settings, pooled SQLite event log included, as deployed.
+                    shutil.copyfile(PROJECT_DAGSTER_YAML, dagster_home / "dagster.yaml")
+                    os.environ["DAGSTER_HOME"] = str(dagster_home)
+                    instance = dg.DagsterInstance.from_config(str(dagster_home))
+                else:
+                    instance = dg.DagsterInstance.local_temp(str(dagster_home))
             else:
                 instance = dg.DagsterInstance.ephemeral()
             fill_bucket(base_url, bucket_size)
@@ -379,9 +387,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--instance",
-        choices=("sqlite", "ephemeral"),
+        choices=("sqlite", "stock", "ephemeral"),
         default="sqlite",
-        help="Dagster instance: sqlite (a DAGSTER_HOME's default storage, as deployed) or in-memory",
+        help="Dagster instance: sqlite (the project's dagster.yaml in a temporary DAGSTER_HOME, as deployed), "
+        "stock (Dagster's own SQLite storage) or ephemeral (in memory)",
     )
     parser.add_argument(
         "--profile-dir", type=Path, help="profile each run with cProfile, write the stats here and print them"
