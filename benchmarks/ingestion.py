@@ -64,7 +64,6 @@ from tabulate import tabulate
 # history (client_throughput.NOW) lies in 2024, so the first window must precede it.
 os.environ["CANCEL_PIPELINE_FIRST_WINDOW"] = "2024-01-01T00:00:00Z"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 from client_throughput import NOW, PAGE_SIZE, PLANS, start_store, stop_store
 
@@ -75,6 +74,7 @@ from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, LOGGER_NAME, ShopifyClient
 from cancel_pipeline.shopify.resource import ShopifyResource
 
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 ASSETS = {
     "updated": (raw_updated_order_pages, "any", SETTINGS.updated_window_minutes),
     "canceled": (raw_canceled_order_pages, "cancelled", SETTINGS.canceled_window_minutes),
