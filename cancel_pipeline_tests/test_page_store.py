@@ -52,7 +52,7 @@ def test_bodies_land_as_files_named_by_their_rows(tmp_path: Path) -> None:
         ).fetchall()
         read_back = page_bodies(con, [seq for seq, *_ in landed])
         # The spool gave its files to the landing: nothing is left to copy or clean.
-        assert list(spool.directory.iterdir()) == []
+        assert list(spool.directory.glob("page-*.json")) == []
     assert store_files(database) == {body_file for _, body_file, _, _ in landed}
     assert all(body_file.startswith("raw_canceled_order_pages/") for _, body_file, _, _ in landed)
     for (page_seq, body_file, size, _), body in zip(landed, bodies, strict=True):
@@ -91,7 +91,7 @@ def test_a_failed_landing_leaves_rows_files_and_spool_as_they_were(tmp_path: Pat
             with pytest.raises(duckdb.Error):
                 land_window(con, *WINDOW, spool)
             # The spool has its files back, so the same landing can be tried again.
-            assert sorted(p.name for p in spool.directory.iterdir()) == [
+            assert sorted(p.name for p in spool.directory.glob("page-*.json")) == [
                 "page-000001.json",
                 "page-000002.json",
             ]
@@ -150,3 +150,50 @@ def test_rejects_keep_their_object_verbatim_and_good_objects_are_typed(tmp_path:
         "id=missing (not an object)",
         12,
     )
+
+
+def test_pages_parsed_while_fetching_land_the_same_rows_as_pages_parsed_at_landing(tmp_path: Path) -> None:
+    pages = [
+        make_page(
+            number,
+            [],
+            orjson.dumps(
+                {
+                    "orders": [
+                        order(100 * number + i, utc(2026, 3, 2, 1, 31 + i), line_items=[line_item(i, 2)])
+                        for i in range(3)
+                    ]
+                    + [{"id": f"bad-{number}"}]
+                }
+            ),
+        )
+        for number in range(1, 8)
+    ]
+    objects = {}
+    for name, in_background in (("background", True), ("at_landing", False)):
+        database = tmp_path / f"{name}.duckdb"
+        # Small chunks: the background parser hands out several, to both threads.
+        with spooled_pages(
+            pages, database=database if in_background else None, max_chunk_bytes=2_000, parse_threads=2
+        ) as spool:
+            assert (spool.parser is not None) == in_background
+            with warehouse_connection(database) as con:
+                land_window(con, *WINDOW, spool)
+                objects[name] = con.execute(
+                    "select p.page_number, o.* exclude (page_seq) from raw_order_objects o"
+                    " join raw_order_pages p using (page_seq) order by all"
+                ).fetchall()
+    assert len(objects["background"]) == 28
+    assert objects["background"] == objects["at_landing"]
+
+
+def test_a_page_that_is_not_json_fails_its_landing_when_parsed_in_the_background(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    pages = [make_page(1, [1]), make_page(2, [2], body=b'{"orders": [{"id": 2}')]
+    with (
+        spooled_pages(pages, database=database, max_chunk_bytes=1, parse_threads=2) as spool,
+        warehouse_connection(database) as con,
+    ):
+        with pytest.raises(duckdb.Error, match="JSON"):
+            land_window(con, *WINDOW, spool)
+        assert con.execute("select count(*) from raw_order_pages").fetchone()[0] == 0

@@ -17,7 +17,9 @@ from cancel_pipeline.schedules import RANGE_END_TAG, RANGE_START_TAG
 from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.shopify.resource import ShopifyResource
+from cancel_pipeline.warehouse import raw_pages
 from cancel_pipeline.warehouse.connection import warehouse_connection
+from cancel_pipeline.warehouse.page_parsing import append_parsed
 from cancel_pipeline.warehouse.raw_pages import PageSpool, land_pages
 
 ASSET = "raw_canceled_order_pages"
@@ -87,20 +89,31 @@ def test_a_range_replaces_the_windows_it_covers_and_nothing_else(tmp_path: Path)
         ]
 
 
-def test_a_failure_mid_write_leaves_the_previous_contents(tmp_path: Path) -> None:
+def test_a_failure_mid_write_leaves_the_previous_contents(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "w.duckdb"
     with warehouse_connection(path) as con:
         land_window(con, "2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00", [make_page(1, [1])])
         before = rows(con)
-        spool_dir = tmp_path / "spool"
-        spool_dir.mkdir()
-        # One page per INSERT: the first succeeds, the second meets a body that is not JSON.
-        spool = PageSpool(spool_dir, max_chunk_bytes=1).extend(
-            [make_page(1, [7]), make_page(2, [8], body=b'{"orders": [{"id": 8}')]
-        )
-        assert len(list(spool.chunks())) == 2
+
+        # The failure comes after the old page was deleted and the new rows were written, before COMMIT.
+        def append_then_fail(*args, **kwargs):
+            append_parsed(*args, **kwargs)
+            raise OSError("disk full")
+
+        monkeypatch.setattr(raw_pages, "append_parsed", append_then_fail)
+        with pytest.raises(OSError, match="disk full"):
+            land_window(con, "2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00", [make_page(1, [7])])
+        assert rows(con) == before
+        # A page that is not JSON fails the landing before anything is written.
+        monkeypatch.undo()
         with pytest.raises(duckdb.Error):
-            land_window(con, "2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00", spool)
+            land_window(
+                con,
+                "2026-03-02-01:30",
+                "2026-03-02T01:30",
+                "2026-03-02T02:00",
+                [make_page(1, [7]), make_page(2, [8], body=b'{"orders": [{"id": 8}')],
+            )
         assert rows(con) == before
     # And so it is on disk: the failed transaction never reached the file.
     with warehouse_connection(path) as con:

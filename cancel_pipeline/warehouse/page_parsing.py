@@ -12,7 +12,7 @@ at a time, so memory does not grow with the size of a landing.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +70,31 @@ def parse_pages(pages: Sequence[PageFile], scratch: Path, *, max_chunk_bytes: in
         return [str(path) for future in futures for path in future.result()]
 
 
-def append_parsed(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> None:
-    """Append the rows of `parse_pages`'s files to `raw_order_objects` of `con` (in its open transaction)."""
-    if files:
+def append_parsed(
+    con: duckdb.DuckDBPyConnection, files: Sequence[str], page_seqs: Sequence[int] | None = None
+) -> None:
+    """Append the rows of `parse_pages`'s files to `raw_order_objects` of `con` (in its open transaction).
+
+    With `page_seqs`, the files' `page_seq` is a 1-based position standing in for `page_seqs[position - 1]`
+    (pages parsed while they were fetched, before they had a page_seq).
+    """
+    if not files:
+        return
+    if page_seqs is None:
         con.execute(
             "insert into raw_order_objects by name select * from read_parquet($files)", {"files": list(files)}
         )
+        return
+    con.execute(
+        """
+        insert into raw_order_objects by name
+        select o.* replace (m.page_seq as page_seq)
+        from read_parquet($files) o
+        join (select unnest($seqs) as page_seq, generate_subscripts($seqs, 1) as position) m
+            on o.page_seq = m.position
+        """,
+        {"files": list(files), "seqs": list(page_seqs)},
+    )
 
 
 def parse_into(
@@ -90,6 +109,46 @@ def connection_threads(con: duckdb.DuckDBPyConnection) -> int:
     """The `threads` setting of `con`: how many cores the warehouse connection is allowed."""
     [(threads,)] = con.execute("select current_setting('threads')::integer").fetchall()
     return int(threads)
+
+
+class BackgroundParser:
+    """Parses pages while they are still being fetched, so that landing only appends parsed rows.
+
+    `add` queues a page (its spool position standing in for its page_seq); every `chunk_bytes` of pages go
+    to one of `threads` workers. A fetch spends most of its time waiting for Shopify or for the rate
+    limit, and parsing in that time takes it out of the landing. `files()` waits for the workers and
+    returns their Parquet files, raising the first worker's error (e.g. a page that is not JSON).
+    """
+
+    def __init__(self, scratch: Path, *, threads: int, chunk_bytes: int) -> None:
+        self._scratch = scratch
+        self._chunk_bytes = max(1, chunk_bytes)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="parse-pages")
+        self._futures: list[Future[list[Path]]] = []
+        self._pending: list[PageFile] = []
+        self._pending_bytes = 0
+
+    def add(self, page: PageFile) -> None:
+        """Queue one spooled page; a full chunk starts parsing at once."""
+        self._pending.append(page)
+        self._pending_bytes += page.size
+        if self._pending_bytes >= self._chunk_bytes:
+            self._submit()
+
+    def files(self) -> list[str]:
+        """Parse what is still queued, wait for every chunk, and return the Parquet files in order."""
+        self._submit()
+        return [str(path) for future in self._futures for path in future.result()]
+
+    def close(self) -> None:
+        """Stop: chunks not started are dropped, running ones finish."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self) -> None:
+        if self._pending:
+            prefix = self._scratch / f"chunk-{len(self._futures):05d}"
+            self._futures.append(self._pool.submit(_parse_share, self._pending, prefix, self._chunk_bytes))
+            self._pending, self._pending_bytes = [], 0
 
 
 def _parse_share(pages: list[PageFile], prefix: Path, max_chunk_bytes: int) -> list[Path]:

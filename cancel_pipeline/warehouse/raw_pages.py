@@ -37,6 +37,7 @@ import duckdb
 
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.page_parsing import (
+    BackgroundParser,
     PageFile,
     append_parsed,
     connection_threads,
@@ -48,6 +49,8 @@ from cancel_pipeline.warehouse.typed_orders import RAW_ORDER_OBJECTS_DDL
 PAGE_STORE_SUFFIX = ".raw_pages"
 INCOMING = ".incoming"
 """Folder of the page store where fetches are spooled before their landing commits."""
+PARSED = "parsed"
+"""Folder of a spool holding its pages' parsed rows (Parquet), written while the fetch goes on."""
 STALE_SPOOL_SECONDS = 24 * 3600
 """A spool folder this old belongs to no running fetch (a process killed mid-fetch left it)."""
 
@@ -162,12 +165,20 @@ class SpooledPage:
 class PageSpool:
     """Pages of one fetch, each body written verbatim to its own file in `directory` as it arrives.
 
-    Iterating a spool gives its pages back; `chunks()` groups them for bounded INSERT statements.
+    With a `parser`, each page is also handed to it, so it is parsed while the fetch goes on. Iterating a
+    spool gives its pages back.
     """
 
-    def __init__(self, directory: Path, *, max_chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        parser: BackgroundParser | None = None,
+    ) -> None:
         self.directory = directory
         self.max_chunk_bytes = max_chunk_bytes
+        self.parser = parser
         self.spooled: list[SpooledPage] = []
         self.orders = 0
         self.bytes = 0
@@ -194,25 +205,14 @@ class PageSpool:
         )
         self.orders += page.order_count
         self.bytes += len(page.body)
+        if self.parser is not None:
+            self.parser.add(PageFile(len(self.spooled), str(path), len(page.body)))
 
     def extend(self, pages: Iterable[OrderPage]) -> PageSpool:
         """Append every page of `pages` (typically a client's page iterator)."""
         for page in pages:
             self.add(page)
         return self
-
-    def chunks(self) -> Iterator[list[SpooledPage]]:
-        """The spooled pages in order, in groups of at most `max_chunk_bytes` (at least one page each)."""
-        chunk: list[SpooledPage] = []
-        chunk_bytes = 0
-        for page in self.spooled:
-            if chunk and chunk_bytes + page.size > self.max_chunk_bytes:
-                yield chunk
-                chunk, chunk_bytes = [], 0
-            chunk.append(page)
-            chunk_bytes += page.size
-        if chunk:
-            yield chunk
 
     def __iter__(self) -> Iterator[OrderPage]:
         for page in self.spooled:
@@ -232,11 +232,13 @@ def spooled_pages(
     *,
     database: str | Path | None = None,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    parse_threads: int | None = None,
 ) -> Iterator[PageSpool]:
     """Spool `pages` into a fresh folder, removed when the block exits unless a landing took its files.
 
-    With `database`, the folder is in that file's page store, so landing moves the files by a rename;
-    otherwise it is under `TMPDIR` and landing copies them.
+    With `database`, the folder is in that file's page store, so landing moves the files by a rename, and
+    pages are parsed on `parse_threads` threads (default: one per core) while the rest are fetched; otherwise
+    it is under `TMPDIR`, and landing copies the files and parses them.
     """
     if database is None:
         parent = Path(tempfile.gettempdir())
@@ -244,9 +246,16 @@ def spooled_pages(
         parent = page_store_for(database) / INCOMING
         parent.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="fetch-", dir=parent))
+    parser = None
+    if database is not None:
+        threads = parse_threads or os.cpu_count() or 1
+        (directory / PARSED).mkdir()
+        parser = BackgroundParser(directory / PARSED, threads=threads, chunk_bytes=max_chunk_bytes // threads)
     try:
-        yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes).extend(pages)
+        yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes, parser=parser).extend(pages)
     finally:
+        if parser is not None:
+            parser.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -359,12 +368,15 @@ def _land_spool(
             "select nextval('raw_order_pages_seq') from range($n)", {"n": spool.pages}
         ).fetchall()
     ]
-    pages = [PageFile(seq, page.path, page.size) for seq, page in zip(page_seqs, spool.spooled, strict=True)]
     with _scratch(root) as scratch:
-        # Parsed before the transaction opens, from the spool: the write lock is held only for the writes.
-        files = parse_pages(
-            pages, scratch, max_chunk_bytes=spool.max_chunk_bytes, threads=connection_threads(con)
-        )
+        # Parsed before the transaction opens (or while fetching): the write lock is held only for writes.
+        if spool.parser is not None:
+            files = spool.parser.files()
+        else:
+            pages = [PageFile(number, page.path, page.size) for number, page in enumerate(spool.spooled, 1)]
+            files = parse_pages(
+                pages, scratch, max_chunk_bytes=spool.max_chunk_bytes, threads=connection_threads(con)
+            )
         con.execute("begin transaction")
         try:
             replaced = con.execute(
@@ -378,7 +390,7 @@ def _land_spool(
                 )
             _move_spool(spool, landed_dir)
             _insert_pages(con, asset, partition_key, bounds, spool, page_seqs, relative_dir)
-            append_parsed(con, files)
+            append_parsed(con, files, page_seqs)
             con.execute("commit")
         except BaseException:
             # A failed COMMIT has already ended the transaction; the original error is the one to report.
