@@ -11,6 +11,9 @@ at a time, so memory does not grow with the size of a landing.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -152,21 +155,53 @@ class BackgroundParser:
 
 
 def _parse_share(pages: list[PageFile], prefix: Path, max_chunk_bytes: int) -> list[Path]:
-    worker = duckdb.connect(config={"threads": 1})
-    try:
-        # Timestamps without an offset are read as UTC, as on the warehouse connection.
-        worker.execute("set TimeZone = 'UTC'")
-        worker.execute(RAW_ORDER_OBJECTS_DDL)
+    with _worker_connection() as worker:
         written = []
         for number, chunk in enumerate(_chunks(pages, max_chunk_bytes)):
-            insert_objects(worker, chunk)
-            path = prefix.with_name(f"{prefix.name}-{number:05d}.parquet")
-            worker.execute(f"copy raw_order_objects to '{_literal(path)}' (format parquet)")
-            worker.execute("delete from raw_order_objects")
+            try:
+                insert_objects(worker, chunk)
+                path = prefix.with_name(f"{prefix.name}-{number:05d}.parquet")
+                worker.execute(f"copy raw_order_objects to '{_literal(path)}' (format parquet)")
+            finally:
+                worker.execute("delete from raw_order_objects")
             written.append(path)
         return written
-    finally:
+
+
+# A worker's in-memory DuckDB is kept for the next chunk, in this landing or the next: the first parse on
+# a new connection cost about five times the next ones (0.69 s against 0.14 s for 40 pages).
+_IDLE_WORKERS: queue.SimpleQueue[tuple[int, duckdb.DuckDBPyConnection]] = queue.SimpleQueue()
+_MAX_IDLE_WORKERS = max(2, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _worker_connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    worker = None
+    while worker is None:
+        try:
+            pid, idle = _IDLE_WORKERS.get_nowait()
+        except queue.Empty:
+            worker = _new_worker()
+        else:
+            if pid == os.getpid():  # a connection inherited across fork is unusable
+                worker = idle
+    try:
+        yield worker
+    except BaseException:
         worker.close()
+        raise
+    if _IDLE_WORKERS.qsize() < _MAX_IDLE_WORKERS:
+        _IDLE_WORKERS.put((os.getpid(), worker))
+    else:
+        worker.close()
+
+
+def _new_worker() -> duckdb.DuckDBPyConnection:
+    worker = duckdb.connect(config={"threads": 1})
+    # Timestamps without an offset are read as UTC, as on the warehouse connection.
+    worker.execute("set TimeZone = 'UTC'")
+    worker.execute(RAW_ORDER_OBJECTS_DDL)
+    return worker
 
 
 def _chunks(pages: list[PageFile], max_chunk_bytes: int) -> Iterator[list[PageFile]]:

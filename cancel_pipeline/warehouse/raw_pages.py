@@ -141,7 +141,9 @@ def page_bodies(con: duckdb.DuckDBPyConnection, page_seqs: Iterable[int]) -> dic
 # `.incoming` folder, the files become the landed pages by a rename.
 
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
-"""Page bytes parsed per statement; bounds what one INSERT holds in memory at a time."""
+"""Page bytes parsed per statement, over all threads; bounds what parsing holds in memory at a time."""
+BACKGROUND_CHUNK_BYTES = 16 * 1024 * 1024
+"""Page bytes a background parser hands to one thread at a time."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,9 @@ def spooled_pages(
     if database is not None:
         threads = parse_threads or os.cpu_count() or 1
         (directory / PARSED).mkdir()
-        parser = BackgroundParser(directory / PARSED, threads=threads, chunk_bytes=max_chunk_bytes // threads)
+        # Chunks of a few pages keep every thread busy on a window of a few dozen pages.
+        chunk_bytes = min(max_chunk_bytes // threads, BACKGROUND_CHUNK_BYTES)
+        parser = BackgroundParser(directory / PARSED, threads=threads, chunk_bytes=chunk_bytes)
     try:
         yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes, parser=parser).extend(pages)
     finally:
