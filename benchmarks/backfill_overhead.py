@@ -33,11 +33,13 @@ Target: at most 3 runs and under 60 s in all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,12 +110,14 @@ def wait_until_idle(client: DagsterGraphQLClient, timeout: float = 120.0) -> Non
         time.sleep(0.5)
 
 
-def ui_backfill(
-    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, timeout: float, storage: str
-) -> dict[str, Any]:
-    """Run the backfill through `dagster dev` (the daemon launches its runs) and return its figures."""
+@contextlib.contextmanager
+def dagster_dev_on_span(
+    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, storage: str
+) -> Iterator[tuple[Any, DagsterGraphQLClient, list[str]]]:
+    """`dagster dev` on a demo store frozen at the end of `span` (no bursts, no malformed records), with its
+    first window at the span's start; yields the server, its client and both raw assets with everything
+    downstream of them."""
     start, end = span
-    days = round((end - start) / timedelta(days=1))
     store = DemoStore(
         clock=FrozenClock(end), orders_per_hour=orders_per_hour, burst_size=0, malformed_every_hours=0
     )
@@ -123,6 +127,16 @@ def ui_backfill(
         selection: list[str] = []
         for raw in RAW_ASSETS:
             selection += [key for key in downstream_closure(nodes, raw) if key not in selection]
+        yield server, client, selection
+
+
+def ui_backfill(
+    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, timeout: float, storage: str
+) -> dict[str, Any]:
+    """Run the backfill through `dagster dev` (the daemon launches its runs) and return its figures."""
+    start, end = span
+    days = round((end - start) / timedelta(days=1))
+    with dagster_dev_on_span(workdir, span, orders_per_hour, storage) as (server, client, selection):
         ranges: dict[str, tuple[str, str] | None] = {}
         for key in selection:
             if key in RAW_ASSETS:
@@ -162,15 +176,7 @@ def single_runs(
     """Launch, through `dagster dev`'s GraphQL API, one range run of each raw feed's job over the span, one
     after the other, as the UI's single-run launch does; wait until both ended; return the figures."""
     start, end = span
-    store = DemoStore(
-        clock=FrozenClock(end), orders_per_hour=orders_per_hour, burst_size=0, malformed_every_hours=0
-    )
-    env = {"CANCEL_PIPELINE_FIRST_WINDOW": start.isoformat()}
-    with dagster_dev_on_store(workdir, store, env, instance_yaml(storage)) as (server, client):
-        nodes = client.asset_nodes()
-        selection: list[str] = []
-        for raw in RAW_ASSETS:
-            selection += [key for key in downstream_closure(nodes, raw) if key not in selection]
+    with dagster_dev_on_span(workdir, span, orders_per_hour, storage) as (server, client, selection):
         wait_until_idle(client)
         launched = time.time()
         # One after the other, as one user launches them: each mutation returns once its run and the run's
