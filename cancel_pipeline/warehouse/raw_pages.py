@@ -37,6 +37,7 @@ import duckdb
 
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.page_parsing import (
+    WORKER_CHUNK_BYTES,
     BackgroundParser,
     PageFile,
     append_parsed,
@@ -142,8 +143,6 @@ def page_bodies(con: duckdb.DuckDBPyConnection, page_seqs: Iterable[int]) -> dic
 
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 """Page bytes parsed per statement, over all threads; bounds what parsing holds in memory at a time."""
-BACKGROUND_CHUNK_BYTES = 16 * 1024 * 1024
-"""Page bytes a background parser hands to one thread at a time."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +252,7 @@ def spooled_pages(
         threads = parse_threads or os.cpu_count() or 1
         (directory / PARSED).mkdir()
         # Chunks of a few pages keep every thread busy on a window of a few dozen pages.
-        chunk_bytes = min(max_chunk_bytes // threads, BACKGROUND_CHUNK_BYTES)
+        chunk_bytes = min(max_chunk_bytes // threads, WORKER_CHUNK_BYTES)
         parser = BackgroundParser(directory / PARSED, threads=threads, chunk_bytes=chunk_bytes)
     try:
         yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes, parser=parser).extend(pages)
