@@ -211,7 +211,7 @@ def run_plan(
     instance_kind: str,
     profile_dir: Path | None,
     *,
-    streams: int,
+    streams: int | None,
     latency: float,
     orders_per_hour: float,
 ) -> IngestionResult:
@@ -309,7 +309,7 @@ def run_plan(
     return IngestionResult(
         plan=plan,
         instance=instance_kind,
-        streams=streams,
+        streams=shopify.page_streams,
         latency_s=latency,
         orders_per_hour=orders_per_hour,
         bucket_size=bucket_size,
@@ -366,8 +366,8 @@ def main() -> None:
     parser.add_argument(
         "--streams",
         type=int,
-        default=ShopifyResource().fetch_streams,
-        help="concurrent page streams (SHOPIFY_FETCH_STREAMS; default the resource's default)",
+        default=None,
+        help="concurrent page streams (SHOPIFY_FETCH_STREAMS; default: what the resource picks for the plan)",
     )
     parser.add_argument(
         "--latency",

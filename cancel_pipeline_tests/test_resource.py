@@ -95,3 +95,25 @@ def test_a_dagster_asset_reads_a_served_store_through_the_resource(
             counted = result.output_for_node("canceled_count")
         expected = store.count_orders(status="cancelled", updated_at_min=NOW - timedelta(days=2))
         assert counted == expected > 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "streams"),
+    [
+        ({"store": "my-shop"}, 1),  # Standard: 2 requests/s, one cursor keeps the bucket busy
+        ({"store": "my-shop", "leak_rate": 20.0, "bucket_size": 400}, 8),  # Plus at 400 ms a page
+        ({}, 8),  # the demo store has a Plus bucket
+        ({"store": "my-shop", "leak_rate": 100.0}, 16),  # capped
+        ({"store": "my-shop", "leak_rate": 20.0, "fetch_streams": 3}, 3),  # an explicit setting wins
+    ],
+)
+def test_page_streams_follow_the_plans_leak_rate_unless_set(settings: dict, streams: int) -> None:
+    assert ShopifyResource(**settings).page_streams == streams
+
+
+def test_fetch_streams_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOPIFY_FETCH_STREAMS", "5")
+    assert ShopifyResource.from_env().page_streams == 5
+    monkeypatch.setenv("SHOPIFY_FETCH_STREAMS", "lots")
+    with pytest.raises(ValueError, match="SHOPIFY_FETCH_STREAMS"):
+        ShopifyResource.from_env()

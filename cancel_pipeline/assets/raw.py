@@ -56,7 +56,7 @@ def fetch_and_land_window(
             status=status,
             updated_at_min=requested_min,
             updated_at_max=requested_max,
-            streams=shopify.fetch_streams,
+            streams=shopify.page_streams,
         )
         # The spool is filled before the warehouse is opened: the HTTP fetch never holds DuckDB's file lock.
         with spooled_pages(pages, database=duckdb.database) as spool, duckdb.get_connection() as con:
@@ -79,7 +79,7 @@ def fetch_and_land_window(
         "pages": landed.pages,
         "orders": landed.orders,
         "requests": stats.requests,
-        "streams": shopify.fetch_streams,
+        "streams": shopify.page_streams,
         "retries": stats.retries,
         "throttled_429": stats.throttled_429,
         "rate_limit_wait_s": round(stats.rate_limit_wait_s, 3),

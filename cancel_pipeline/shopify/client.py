@@ -47,7 +47,7 @@ from cancel_pipeline.shopify.rate_limit import (
 )
 from cancel_pipeline.shopify.streams import FetchStopped, SliceFetch, plan_slices, stream_pages
 
-__all__ = ["DEFAULT_API_VERSION", "DEFAULT_FETCH_STREAMS", "ClientStats", "OrderPage", "ShopifyClient"]
+__all__ = ["DEFAULT_API_VERSION", "ClientStats", "OrderPage", "ShopifyClient"]
 
 #: A supported quarterly Admin API version; pin another with `api_version` / `SHOPIFY_API_VERSION`.
 DEFAULT_API_VERSION = "2026-07"
@@ -55,8 +55,6 @@ DEFAULT_API_VERSION = "2026-07"
 #: Shopify's page size ceiling for `orders.json`, and the batch size of `ids=` look-ups.
 MAX_PAGE_SIZE = 250
 
-#: Concurrent page streams of `iter_order_pages` when the caller does not say (`SHOPIFY_FETCH_STREAMS`).
-DEFAULT_FETCH_STREAMS = 4
 
 #: Transient server-side failures (530/540: origin DNS error / endpoint temporarily disabled).
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 530, 540})

@@ -10,6 +10,7 @@ store.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from typing import Any
@@ -18,7 +19,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, DEFAULT_FETCH_STREAMS, ShopifyClient
+from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient
 
 #: Base URL of the in-process demo store (never resolved by DNS: requests go through a WSGI transport).
 DEMO_BASE_URL = "http://demo-store.local"
@@ -41,6 +42,8 @@ _SECRET_VARIABLES = {
 
 #: More streams than this only adds threads: even Plus (20 requests/s) is kept busy by 8 streams at 400 ms.
 MAX_FETCH_STREAMS = 16
+#: The slow end of Shopify's time to answer a page of 250 orders, which sizes the default number of streams.
+PAGE_LATENCY_S = 0.4
 
 _demo_stores: dict[tuple[int, float], Any] = {}
 _demo_lock = threading.Lock()
@@ -80,11 +83,12 @@ class ShopifyResource(dg.ConfigurableResource):
     )
     max_retries: int = Field(default=5, description="retries per request for 5xx, timeouts, resets")
     timeout_s: float = Field(default=30.0, description="HTTP timeout per request, seconds")
-    fetch_streams: int = Field(
-        default=DEFAULT_FETCH_STREAMS,
+    fetch_streams: int | None = Field(
+        default=None,
         ge=1,
         le=MAX_FETCH_STREAMS,
-        description="concurrent page streams of a long fetch (sharing one rate-limit bucket); 1: one cursor",
+        description="concurrent page streams of a long fetch (sharing one rate-limit bucket); 1: one cursor; "
+        "unset: as many as the plan's leak rate needs at Shopify's page latency",
     )
 
     @classmethod
@@ -106,6 +110,17 @@ class ShopifyResource(dg.ConfigurableResource):
         if (streams := os.environ.get("SHOPIFY_FETCH_STREAMS")) is not None and streams.strip():
             settings["fetch_streams"] = fetch_streams_setting(streams)
         return cls(**settings)
+
+    @property
+    def page_streams(self) -> int:
+        """`fetch_streams`, or when unset enough streams to keep the plan's bucket busy: Shopify answers a
+        250-order page in 200-500 ms, so each stream makes about 1 / PAGE_LATENCY_S requests a second.
+        Standard (2/s) gets one stream, Plus (20/s) eight; more than needed would only cut the fetch into
+        more slices, each ending in a partly filled page."""
+        if self.fetch_streams is not None:
+            return self.fetch_streams
+        rate = self.leak_rate or (DEMO_LEAK_RATE if self.uses_demo_store else STANDARD_LEAK_RATE)
+        return max(1, min(MAX_FETCH_STREAMS, math.ceil(rate * PAGE_LATENCY_S)))
 
     @property
     def uses_demo_store(self) -> bool:
