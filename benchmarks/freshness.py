@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     env = {}
     if args.sensor_interval is not None:
         env["CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS"] = str(args.sensor_interval)
-    store = DemoStore()  # real time, default settings
+    # Real time, default settings except malformed records: a canceled malformed order is rightly a reject,
+    # never a row in canceled_orders, so it would only be waited for until the timeout.
+    store = DemoStore(malformed_every_hours=0)
     with (
         stop_on_sigterm(),
         tempfile.TemporaryDirectory(prefix="freshness_") as tmp,
