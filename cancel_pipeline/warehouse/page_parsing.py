@@ -2,11 +2,11 @@
 
 DuckDB runs `read_text(files)` -> `json_transform` on a single thread when the files are a few dozen pages
 (measured: the same with 1 or 2 threads, and with the files split over a UNION ALL). Parsing is most of a
-landing's cost, so a landing's pages are split among worker threads, each with its own in-memory DuckDB that
-parses, validates and types its share (`typed_orders`) and writes the rows to a Parquet file in a scratch
-folder. The landing's transaction then appends every file's rows with one INSERT. DuckDB releases the GIL
-while it runs, so the workers run in parallel; each holds at most its share of `max_chunk_bytes` of pages
-at a time, so memory does not grow with the size of a landing.
+landing's cost, so a landing's pages go in chunks (`BackgroundParser`, also fed while the fetch goes on) to
+worker threads, each with its own in-memory DuckDB that parses, validates and types the chunk
+(`typed_orders`) and writes its rows to a Parquet file in a scratch folder. The landing's transaction then
+appends every file's rows with one INSERT. DuckDB releases the GIL while it runs, so the workers run in
+parallel; each holds one chunk at a time, so memory does not grow with the size of a landing.
 """
 
 from __future__ import annotations
@@ -65,17 +65,13 @@ def insert_objects(con: duckdb.DuckDBPyConnection, pages: Sequence[PageFile]) ->
 def parse_pages(pages: Sequence[PageFile], scratch: Path, *, max_chunk_bytes: int, threads: int) -> list[str]:
     """Parse `pages` on up to `threads` workers into Parquet files of `raw_order_objects` rows in `scratch`
     (which must exist); returns the files. A page that is not JSON raises DuckDB's error."""
-    if not pages:
-        return []
-    workers = max(1, min(threads, len(pages)))
-    shares = [list(pages[worker::workers]) for worker in range(workers)]
-    worker_chunk = max(1, min(max_chunk_bytes // workers, WORKER_CHUNK_BYTES))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="parse-pages") as pool:
-        futures = [
-            pool.submit(_parse_share, share, scratch / f"objects-{worker}", worker_chunk)
-            for worker, share in enumerate(shares)
-        ]
-        return [str(path) for future in futures for path in future.result()]
+    parser = BackgroundParser(scratch, threads=threads, max_chunk_bytes=max_chunk_bytes)
+    try:
+        for page in pages:
+            parser.add(page)
+        return parser.files()
+    finally:
+        parser.close()
 
 
 def append_parsed(
@@ -122,31 +118,34 @@ def connection_threads(con: duckdb.DuckDBPyConnection) -> int:
 class BackgroundParser:
     """Parses pages while they are still being fetched, so that landing only appends parsed rows.
 
-    `add` queues a page (its spool position standing in for its page_seq); every `chunk_bytes` of pages go
-    to one of `threads` workers. A fetch spends most of its time waiting for Shopify or for the rate
-    limit, and parsing in that time takes it out of the landing. `files()` waits for the workers and
-    returns their Parquet files, raising the first worker's error (e.g. a page that is not JSON).
+    `add` queues a page (its page_seq, or its spool position standing in for it); pages go to the `threads`
+    workers in chunks of at most `max_chunk_bytes / threads` (and WORKER_CHUNK_BYTES), so memory stays at a
+    few chunks however many pages come, and a window of a few dozen pages still keeps every worker busy. A
+    fetch spends most of its time waiting for Shopify or for the rate limit, and parsing in that time takes
+    it out of the landing. `files()` waits for the workers and returns their Parquet files, raising the
+    first worker's error (e.g. a page that is not JSON).
     """
 
-    def __init__(self, scratch: Path, *, threads: int, chunk_bytes: int) -> None:
+    def __init__(self, scratch: Path, *, threads: int, max_chunk_bytes: int) -> None:
+        threads = max(1, threads)
         self._scratch = scratch
-        self._chunk_bytes = max(1, chunk_bytes)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="parse-pages")
-        self._futures: list[Future[list[Path]]] = []
+        self._chunk_bytes = max(1, min(max_chunk_bytes // threads, WORKER_CHUNK_BYTES))
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="parse-pages")
+        self._futures: list[Future[Path]] = []
         self._pending: list[PageFile] = []
         self._pending_bytes = 0
 
     def add(self, page: PageFile) -> None:
-        """Queue one spooled page; a full chunk starts parsing at once."""
+        """Queue one page; a full chunk starts parsing at once."""
+        if self._pending and self._pending_bytes + page.size > self._chunk_bytes:
+            self._submit()
         self._pending.append(page)
         self._pending_bytes += page.size
-        if self._pending_bytes >= self._chunk_bytes:
-            self._submit()
 
     def files(self) -> list[str]:
         """Parse what is still queued, wait for every chunk, and return the Parquet files in order."""
         self._submit()
-        return [str(path) for future in self._futures for path in future.result()]
+        return [str(future.result()) for future in self._futures]
 
     def close(self) -> None:
         """Stop: chunks not started are dropped, running ones finish."""
@@ -154,25 +153,21 @@ class BackgroundParser:
 
     def _submit(self) -> None:
         if self._pending:
-            prefix = self._scratch / f"chunk-{len(self._futures):05d}"
-            self._futures.append(self._pool.submit(_parse_share, self._pending, prefix, self._chunk_bytes))
+            path = self._scratch / f"chunk-{len(self._futures):05d}.parquet"
+            self._futures.append(self._pool.submit(_parse_chunk, self._pending, path))
             self._pending, self._pending_bytes = [], 0
 
 
-def _parse_share(pages: list[PageFile], prefix: Path, max_chunk_bytes: int) -> list[Path]:
+def _parse_chunk(pages: list[PageFile], path: Path) -> Path:
     with _worker_connection() as worker:
-        written = []
-        for number, chunk in enumerate(_chunks(pages, max_chunk_bytes)):
-            try:
-                insert_objects(worker, chunk)
-                path = prefix.with_name(f"{prefix.name}-{number:05d}.parquet")
-                worker.execute(f"copy raw_order_objects to '{_literal(path)}' (format parquet)")
-            finally:
-                # Dropped, not emptied: an in-memory table keeps the blocks of deleted rows.
-                worker.execute("drop table raw_order_objects")
-                worker.execute(RAW_ORDER_OBJECTS_DDL)
-            written.append(path)
-        return written
+        try:
+            insert_objects(worker, pages)
+            worker.execute(f"copy raw_order_objects to '{_literal(path)}' (format parquet)")
+        finally:
+            # Dropped, not emptied: an in-memory table keeps the blocks of deleted rows.
+            worker.execute("drop table raw_order_objects")
+            worker.execute(RAW_ORDER_OBJECTS_DDL)
+    return path
 
 
 # A worker's in-memory DuckDB is kept for the next chunk, in this landing or the next: the first parse on
@@ -210,19 +205,6 @@ def _new_worker() -> duckdb.DuckDBPyConnection:
     worker.execute("set TimeZone = 'UTC'")
     worker.execute(RAW_ORDER_OBJECTS_DDL)
     return worker
-
-
-def _chunks(pages: list[PageFile], max_chunk_bytes: int) -> Iterator[list[PageFile]]:
-    chunk: list[PageFile] = []
-    size = 0
-    for page in pages:
-        if chunk and size + page.size > max_chunk_bytes:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(page)
-        size += page.size
-    if chunk:
-        yield chunk
 
 
 def _literal(path: Path) -> str:

@@ -37,7 +37,6 @@ import duckdb
 
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.page_parsing import (
-    WORKER_CHUNK_BYTES,
     BackgroundParser,
     PageFile,
     append_parsed,
@@ -251,9 +250,7 @@ def spooled_pages(
     if database is not None:
         threads = parse_threads or os.cpu_count() or 1
         (directory / PARSED).mkdir()
-        # Chunks of a few pages keep every thread busy on a window of a few dozen pages.
-        chunk_bytes = min(max_chunk_bytes // threads, WORKER_CHUNK_BYTES)
-        parser = BackgroundParser(directory / PARSED, threads=threads, chunk_bytes=chunk_bytes)
+        parser = BackgroundParser(directory / PARSED, threads=threads, max_chunk_bytes=max_chunk_bytes)
     try:
         yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes, parser=parser).extend(pages)
     finally:
@@ -371,14 +368,17 @@ def _land_spool(
             "select nextval('raw_order_pages_seq') from range($n)", {"n": spool.pages}
         ).fetchall()
     ]
-    with _scratch(root) as scratch:
+    with contextlib.ExitStack() as scratch_folder:
         # Parsed before the transaction opens (or while fetching): the write lock is held only for writes.
         if spool.parser is not None:
             files = spool.parser.files()
         else:
             pages = [PageFile(number, page.path, page.size) for number, page in enumerate(spool.spooled, 1)]
             files = parse_pages(
-                pages, scratch, max_chunk_bytes=spool.max_chunk_bytes, threads=connection_threads(con)
+                pages,
+                scratch_folder.enter_context(_scratch(root)),
+                max_chunk_bytes=spool.max_chunk_bytes,
+                threads=connection_threads(con),
             )
         con.execute("begin transaction")
         try:
