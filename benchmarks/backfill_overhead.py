@@ -48,6 +48,8 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline_testkit.selection import downstream_closure
 from dagster_harness import (
     PROJECT_ROOT,
     DagsterGraphQLClient,
@@ -63,9 +65,7 @@ from dagster_harness import (
     union_seconds,
 )
 
-from cancel_pipeline.partitions import PARTITION_KEY_FORMAT, RANGE_KEY_SEPARATOR
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
-from cancel_pipeline_tests.e2e.selection import downstream_closure
+from cancel_pipeline.defs.ingestion.partitions import PARTITION_KEY_FORMAT, RANGE_KEY_SEPARATOR
 
 RAW_ASSETS = {"raw_canceled_order_pages": 30, "raw_updated_order_pages": 60}
 """Raw asset -> its window length in minutes (the defaults of the configuration contract)."""

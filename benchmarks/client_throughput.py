@@ -94,7 +94,7 @@ def start_store(
     command = [
         sys.executable,
         "-m",
-        "cancel_pipeline.shopify.demo_store",
+        "cancel_pipeline_simulators.demo_store",
         "serve",
         "--port",
         str(port),

@@ -24,15 +24,15 @@ if str(PROJECT_ROOT) not in sys.path:
     # installed, it is importable from the project root.
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from cancel_pipeline.shopify.demo_store import DemoStore, serve  # noqa: E402
-from cancel_pipeline_tests.e2e.dagster_dev import (  # noqa: E402
+from cancel_pipeline_simulators.demo_store import DemoStore, serve  # noqa: E402
+from cancel_pipeline_testkit.dagster_dev import (  # noqa: E402
     DagsterDevError,
     DagsterDevServer,
     log_tail,
     run_dagster_dev,
     server_environment,
 )
-from cancel_pipeline_tests.e2e.graphql import DagsterGraphQLClient, GraphQLError  # noqa: E402
+from cancel_pipeline_testkit.graphql import DagsterGraphQLClient, GraphQLError  # noqa: E402
 
 __all__ = [
     "PROJECT_ROOT",
@@ -197,7 +197,7 @@ def instance_yaml(storage: str) -> str:
     """The instance's dagster.yaml for `storage`: "project" is the project's file as it is (its pooled
     SQLite event log), "stock" the same file without `event_log_storage:`, i.e. Dagster's own SQLite
     event log in the same folders, to show what the project's storage changes."""
-    text = (PROJECT_ROOT / "dagster.yaml").read_text()
+    text = (PROJECT_ROOT / "deploy" / "local" / "dagster.yaml").read_text()
     if storage == "project":
         return text
     if storage != "stock":

@@ -36,6 +36,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cancel_pipeline_simulators.demo_store import DemoStore, OrderError
 from dagster_harness import (
     DagsterGraphQLClient,
     RunTiming,
@@ -47,10 +48,9 @@ from dagster_harness import (
     stop_on_sigterm,
 )
 
-from cancel_pipeline.jobs import canceled_order_job
-from cancel_pipeline.sensors import cancellation_sensor
+from cancel_pipeline.defs.ingestion.jobs import canceled_order_job
+from cancel_pipeline.defs.ingestion.sensors import cancellation_sensor
 from cancel_pipeline.settings import SETTINGS
-from cancel_pipeline.shopify.demo_store import DemoStore, OrderError
 
 TARGET_MEDIAN_S = 90.0
 TARGET_WORST_S = 180.0

@@ -19,12 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-
-from cancel_pipeline.shopify.demo_store.history import History
-from cancel_pipeline.shopify.demo_store.plan import MAX_LIFETIME
-from cancel_pipeline.shopify.demo_store.render import OrderRenderer
-from cancel_pipeline.shopify.demo_store.settings import DemoStoreSettings
-from cancel_pipeline.shopify.demo_store.state import state_at
+from cancel_pipeline_simulators.demo_store.history import History
+from cancel_pipeline_simulators.demo_store.plan import MAX_LIFETIME
+from cancel_pipeline_simulators.demo_store.render import OrderRenderer
+from cancel_pipeline_simulators.demo_store.settings import DemoStoreSettings
+from cancel_pipeline_simulators.demo_store.state import state_at
 
 PAGE_ORDERS = 250
 PAGES_PER_FILE = 40

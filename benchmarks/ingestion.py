@@ -67,14 +67,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from client_throughput import NOW, PAGE_SIZE, PLANS, start_store, stop_store
 
-from cancel_pipeline.assets.raw import raw_canceled_order_pages, raw_updated_order_pages
-from cancel_pipeline.partitions import PARTITION_KEY_FORMAT
-from cancel_pipeline.resources import WarehouseResource
+from cancel_pipeline.defs.ingestion.partitions import PARTITION_KEY_FORMAT
+from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages, raw_updated_order_pages
+from cancel_pipeline.defs.resources import WarehouseResource
 from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, LOGGER_NAME, ShopifyClient
 from cancel_pipeline.shopify.resource import ShopifyResource
 
-PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "deploy" / "local" / "dagster.yaml"
 ASSETS = {
     "updated": (raw_updated_order_pages, "any", SETTINGS.updated_window_minutes),
     "canceled": (raw_canceled_order_pages, "cancelled", SETTINGS.canceled_window_minutes),

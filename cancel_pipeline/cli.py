@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from cancel_pipeline.main_job import RunFailed, catch_up
+from cancel_pipeline.catch_up import RunFailed, catch_up
 from cancel_pipeline.shopify.client import ShopifyClient
 from cancel_pipeline.shopify.errors import ShopifyError
 from cancel_pipeline.shopify.pages import OrderPage
@@ -132,7 +132,7 @@ def fetch_command(args: argparse.Namespace) -> int:
     start = end - timedelta(hours=args.hours)
     with resource.get_client() as client:
         seen = fetch_window(client, start, end)
-        print(render_summary(client, seen, start, end, demo=resource.uses_demo_store))
+        print(render_summary(client, seen, start, end, demo=resource.uses_embedded_store))
     return 0
 
 
@@ -148,14 +148,18 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+LOCAL_INSTANCE_YAML = Path("deploy/local/dagster.yaml")
+"""The project's instance configuration for one machine (see `make`), relative to the project folder."""
+
+
 def ensure_dagster_home(default: Path = Path(".dagster_home")) -> Path:
     """The instance folder runs are recorded in: `DAGSTER_HOME`, else `.dagster_home/` (as `make` sets it),
-    given the project's `dagster.yaml` when it has none."""
+    given the project's local `dagster.yaml` when it has none."""
     home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
     home.mkdir(parents=True, exist_ok=True)
     instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists() and Path("dagster.yaml").exists():
-        shutil.copyfile("dagster.yaml", instance_yaml)
+    if not instance_yaml.exists() and LOCAL_INSTANCE_YAML.exists():
+        shutil.copyfile(LOCAL_INSTANCE_YAML, instance_yaml)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -13,20 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from cancel_pipeline.stuck_rule import DEFAULT_STUCK_THRESHOLDS
+
 DEFAULT_DUCKDB_PATH = "data/cancel_pipeline.duckdb"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"
 _MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
-
-OTHER_SOURCES = "other"
-"""The key of `stuck_thresholds` that applies to every source not named."""
-DEFAULT_OTHER_THRESHOLD = timedelta(hours=24)
-# POS orders are normally completed at the till, so a short wait already means something is wrong.
-DEFAULT_STUCK_THRESHOLDS: Mapping[str, timedelta] = {
-    "pos": timedelta(hours=1),
-    "web": timedelta(hours=24),
-    "shopify_draft_order": timedelta(hours=48),
-    OTHER_SOURCES: DEFAULT_OTHER_THRESHOLD,
-}
 
 
 class SettingsError(ValueError):

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
 DEMO_NOW = "2025-03-05T18:00:00Z"
 """A fixed moment (the shop is on EST, -05:00) with well over two days of seeded history before it."""

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
-from cancel_pipeline.assets.derived import cancellation_tables
-from cancel_pipeline.assets.raw import raw_canceled_order_pages, raw_updated_order_pages
-from cancel_pipeline.assets.refresh import raw_refreshed_order_pages
-from cancel_pipeline.checks import orders_stuck_in_created
-from cancel_pipeline.resources import WarehouseResource
-from cancel_pipeline.schedules import RANGE_END_TAG, RANGE_START_TAG
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline.defs.cancellations.checks import orders_stuck_in_created
+from cancel_pipeline.defs.cancellations.tables import cancellation_tables
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
+from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages, raw_updated_order_pages
+from cancel_pipeline.defs.refresh.assets import raw_refreshed_order_pages
+from cancel_pipeline.defs.resources import WarehouseResource
 from cancel_pipeline.shopify.resource import ShopifyResource
 from cancel_pipeline.warehouse.connection import warehouse_connection
 

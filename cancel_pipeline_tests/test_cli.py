@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
 from cancel_pipeline.cli import fetch_window, has_canceled_items, main
 from cancel_pipeline.shopify.client import ShopifyClient
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 

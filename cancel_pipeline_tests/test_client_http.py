@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
 from cancel_pipeline.shopify.client import ShopifyClient
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline.shopify.errors import ShopifyAuthError
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cancel_pipeline.shopify.client import ShopifyClient
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline.shopify.errors import ShopifyRequestFailed
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.shopify.streams import MIN_PAGES_PER_SLICE, SLICES_PER_STREAM, plan_slices

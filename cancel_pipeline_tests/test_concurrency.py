@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline.warehouse.connection import warehouse_connection
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_two_processes_materializing_at_once_both_succeed(
     home = tmp_path / "dagster_home"
     home.mkdir()
     # The project's instance settings, pool limit included.
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     # Create the instance's storage and the pool's slots once up front: two processes doing either for the
     # first time at the same moment race on SQLite (the schema, or the pool's slot count).

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from cancel_pipeline.assets.raw import raw_canceled_order_pages, raw_updated_order_pages
 from cancel_pipeline.definitions import defs
-from cancel_pipeline.jobs import canceled_items_job, canceled_order_job
-from cancel_pipeline.resources import WarehouseResource
+from cancel_pipeline.defs.ingestion.jobs import canceled_items_job, canceled_order_job
+from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages, raw_updated_order_pages
+from cancel_pipeline.defs.resources import WarehouseResource
 from cancel_pipeline.shopify.resource import ShopifyResource
 
 RAW_KEYS = {dg.AssetKey("raw_canceled_order_pages"), dg.AssetKey("raw_updated_order_pages")}
@@ -78,7 +78,7 @@ def test_resources() -> None:
 
 
 def test_refresh_orders_job_reimports_and_rederives_without_raw_windows() -> None:
-    job = defs.resolve_job_def("refresh_orders")
+    job = defs.resolve_job_def("refresh_orders_job")
     keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert "raw_refreshed_order_pages" in keys
     assert {"order_versions", "canceled_orders", "canceled_line_items", "orders"} <= keys

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline_tests.demo_fixtures import DEMO_NOW, ServedDemoStore
 
 pytestmark = pytest.mark.timeout(60)

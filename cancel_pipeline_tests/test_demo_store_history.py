@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, OrderError
+from cancel_pipeline_simulators.demo_store.malformed import MALFORMED_KINDS
 
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, OrderError
-from cancel_pipeline.shopify.demo_store.malformed import MALFORMED_KINDS
 from cancel_pipeline_tests.demo_fixtures import DEMO_NOW
 
 NOW = datetime.fromisoformat(DEMO_NOW)

@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cancel_pipeline.main_job import ALWAYS_REREAD, contiguous_ranges, plan_feed
-from cancel_pipeline.partitions import window_partitions
+from cancel_pipeline.catch_up import ALWAYS_REREAD, contiguous_ranges, plan_feed
+from cancel_pipeline.defs.ingestion.partitions import window_partitions
 from cancel_pipeline.settings import PipelineSettings
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 
 PROJECT = Path(__file__).resolve().parents[1]
 KEYS = [f"k{index:03d}" for index in range(60)]
@@ -75,7 +75,7 @@ def _windows(report: str) -> dict[str, int]:
 def test_run_catches_up_through_dagster_and_is_idempotent(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(PROJECT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     database = tmp_path / "warehouse.duckdb"
     # The store's history stops a little before now, so both runs see exactly the same store.
     store = DemoStore(clock=FrozenClock(datetime.now(UTC) - timedelta(minutes=5)))

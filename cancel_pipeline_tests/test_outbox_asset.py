@@ -12,21 +12,22 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from cancel_pipeline_simulators.demo_store import FrozenClock
+from cancel_pipeline_simulators.fake_target import FakeTarget, serve
 
-from cancel_pipeline.assets.derived import cancellation_tables
-from cancel_pipeline.assets.notices import NO_TARGET_MESSAGE, cancellation_notices
-from cancel_pipeline.assets.raw import raw_canceled_order_pages
-from cancel_pipeline.checks import deliveries_needing_follow_up
-from cancel_pipeline.main_job import FeedOutcome, render_report
-from cancel_pipeline.outbox.fake_target import FakeTarget, serve
+from cancel_pipeline.catch_up import FeedOutcome, render_report
+from cancel_pipeline.defs.cancellations.tables import cancellation_tables
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
+from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages
+from cancel_pipeline.defs.outbox.checks import deliveries_needing_follow_up
+from cancel_pipeline.defs.outbox.notices import NO_TARGET_MESSAGE, cancellation_notices
+from cancel_pipeline.defs.resources import WarehouseResource
+from cancel_pipeline.outbox.deliveries import ensure_deliveries_schema
 from cancel_pipeline.outbox.targets import DEMO_TARGET_VARIABLE, TARGETS_FILE_VARIABLE
-from cancel_pipeline.resources import WarehouseResource
-from cancel_pipeline.schedules import RANGE_END_TAG, RANGE_START_TAG
-from cancel_pipeline.shopify.demo_store import FrozenClock
+from cancel_pipeline.run_summary import summarize
+from cancel_pipeline.stuck_rule import DEFAULT_STUCK_THRESHOLDS
 from cancel_pipeline.warehouse.connection import warehouse_connection
-from cancel_pipeline.warehouse.deliveries import ensure_deliveries_schema
 from cancel_pipeline.warehouse.schema import ensure_schema
-from cancel_pipeline.warehouse.summary import summarize
 from cancel_pipeline_tests.pipeline_fixtures import CASES_NOW, OVERLAP, Pipeline, demo_store, served_pipeline
 
 WINDOWS = ("2026-03-02-12:00", "2026-03-02-23:30")
@@ -204,7 +205,7 @@ def test_with_no_target_the_asset_sends_nothing_and_says_so(
 def summarize_deliveries(database: Path) -> list[tuple[str, str, int]]:
     """The outbox part of `make run`'s summary of `database`."""
     with warehouse_connection(database) as con:
-        return summarize(con, datetime.now(UTC)).deliveries
+        return summarize(con, datetime.now(UTC), DEFAULT_STUCK_THRESHOLDS).deliveries
 
 
 def test_make_run_report_shows_deliveries_of_the_enabled_targets(tmp_path: Path) -> None:
@@ -221,7 +222,7 @@ def test_make_run_report_shows_deliveries_of_the_enabled_targets(tmp_path: Path)
                    (3, 'demo_target', 'rejected', 1, true, false, now())
             """
         )
-        summary = summarize(con, datetime.now(UTC))
+        summary = summarize(con, datetime.now(UTC), DEFAULT_STUCK_THRESHOLDS)
     report = render_report(
         [FeedOutcome("canceled_order_job")],
         summary,

@@ -13,12 +13,12 @@ from typing import Any
 
 import duckdb
 import pytest
+from cancel_pipeline_simulators.fake_target import FakeTarget, serve
 
 from cancel_pipeline.outbox.deliver import LEASE_SLACK, BadCredentials, DeliveryRun, deliver_cancellations
-from cancel_pipeline.outbox.fake_target import FakeTarget, serve
+from cancel_pipeline.outbox.deliveries import OrderFilter, ensure_deliveries_schema
 from cancel_pipeline.outbox.targets import MissingToken, Target
 from cancel_pipeline.warehouse.connection import warehouse_connection
-from cancel_pipeline.warehouse.deliveries import OrderFilter, ensure_deliveries_schema
 from cancel_pipeline.warehouse.schema import ensure_schema
 
 TOKEN = "target-secret-token"

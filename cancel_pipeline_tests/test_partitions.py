@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cancel_pipeline.partitions import (
+from cancel_pipeline.defs.ingestion.partitions import (
     CANCELED_ORDER_WINDOWS,
     UPDATED_ORDER_WINDOWS,
     range_partition_key,
     requested_bounds,
     window_partitions,
 )
-from cancel_pipeline.resources import build_resources
+from cancel_pipeline.defs.resources import build_resources
 from cancel_pipeline.settings import DEFAULT_DUCKDB_PATH, PipelineSettings, SettingsError
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import dagster as dg
 import orjson
 import pytest
+from cancel_pipeline_simulators.demo_store import FrozenClock
 
-from cancel_pipeline.assets.derived import REJECTS_CHECK, cancellation_tables
-from cancel_pipeline.assets.raw import raw_canceled_order_pages, raw_updated_order_pages
-from cancel_pipeline.partitions import PARTITION_KEY_FORMAT
-from cancel_pipeline.shopify.demo_store import FrozenClock
+from cancel_pipeline.defs.cancellations.tables import REJECTS_CHECK, cancellation_tables
+from cancel_pipeline.defs.ingestion.partitions import PARTITION_KEY_FORMAT
+from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages, raw_updated_order_pages
 from cancel_pipeline.warehouse.connection import warehouse_connection
 from cancel_pipeline.warehouse.queries import stuck_orders
 from cancel_pipeline_tests.pipeline_fixtures import (

@@ -10,11 +10,11 @@ import dagster as dg
 import duckdb
 import orjson
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
-from cancel_pipeline.assets.raw import raw_canceled_order_pages, raw_updated_order_pages
-from cancel_pipeline.resources import WarehouseResource
-from cancel_pipeline.schedules import RANGE_END_TAG, RANGE_START_TAG
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
+from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages, raw_updated_order_pages
+from cancel_pipeline.defs.resources import WarehouseResource
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.shopify.resource import ShopifyResource
 from cancel_pipeline.warehouse import raw_pages
@@ -148,9 +148,8 @@ def test_pages_land_verbatim_and_a_spool_gives_them_back(tmp_path: Path) -> None
     pretty = b'{"orders": [\n  {"id": 1}\n]}'
     compact = b'{"orders":  [{"id": 2, "note": "a\\nb"}]}'
     spool = PageSpool(tmp_path).extend([make_page(1, [1], body=pretty), make_page(2, [2], body=compact)])
-    back = list(spool)
-    assert [page.page_number for page in back] == [1, 2]
-    assert back[0].body == pretty
+    assert [page.page_number for page in spool.spooled] == [1, 2]
+    assert list(spool.bodies()) == [pretty, compact]
     assert (spool.pages, spool.orders) == (2, 2)
     with warehouse_connection(tmp_path / "w.duckdb") as con:
         land_window(con, "2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00", spool)

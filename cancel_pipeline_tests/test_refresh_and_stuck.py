@@ -14,14 +14,14 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from cancel_pipeline_simulators.demo_store import FrozenClock
 
-from cancel_pipeline import checks
-from cancel_pipeline.assets.derived import cancellation_tables
-from cancel_pipeline.assets.raw import raw_updated_order_pages
-from cancel_pipeline.checks import orders_stuck_in_created
-from cancel_pipeline.partitions import PARTITION_KEY_FORMAT
+from cancel_pipeline.defs.cancellations import checks
+from cancel_pipeline.defs.cancellations.checks import orders_stuck_in_created
+from cancel_pipeline.defs.cancellations.tables import cancellation_tables
+from cancel_pipeline.defs.ingestion.partitions import PARTITION_KEY_FORMAT
+from cancel_pipeline.defs.ingestion.raw_assets import raw_updated_order_pages
 from cancel_pipeline.settings import PipelineSettings
-from cancel_pipeline.shopify.demo_store import FrozenClock
 from cancel_pipeline_tests.pipeline_fixtures import (
     Pipeline,
     demo_store,
@@ -118,7 +118,7 @@ def test_stuck_check_flags_orders_past_their_source_threshold_and_refresh_clears
     assert check.metadata["stuck_count"].value == 3
     oldest = evaluated_at(check) - parse_time(store.get_order(web_stuck)["created_at"])
     assert check.metadata["oldest_age_hours"].value == round(oldest.total_seconds() / 3600, 2)
-    assert "refresh_orders" in (check.description or "")
+    assert "refresh_orders_job" in (check.description or "")
     table = check.metadata["stuck_orders"].value.splitlines()
     assert [cell.strip() for cell in table[0].strip("|").split("|")] == [
         "order_id",

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline.embedded import embedded_shop
 from cancel_pipeline.shopify.errors import ShopifyConfigError
-from cancel_pipeline.shopify.resource import DEMO_BASE_URL, ShopifyResource, shared_demo_store
+from cancel_pipeline.shopify.resource import DEMO_BASE_URL, ShopifyResource
 
 VARIABLES = (
     "SHOPIFY_STORE",
@@ -48,10 +49,10 @@ def test_from_env_passes_secrets_as_env_vars_not_values(monkeypatch: pytest.Monk
 
 def test_without_a_store_the_demo_store_answers_in_process() -> None:
     resource = ShopifyResource.from_env()
-    assert resource.uses_demo_store
+    assert resource.uses_embedded_store
     with resource.get_client() as client:
         assert client.store == DEMO_BASE_URL.removeprefix("http://")
-        demo = shared_demo_store(400, 20.0)  # Plus-sized by default, so local runs are quick
+        demo, _ = embedded_shop(400, 20.0)  # Plus-sized by default, so local runs are quick
         end = demo.clock().replace(microsecond=0)
         window = {"updated_at_min": end - timedelta(hours=24), "updated_at_max": end}
         assert client.count_orders(**window) == demo.count_orders(status="any", **window) > 0

@@ -8,10 +8,9 @@ import dagster as dg
 import pytest
 
 from cancel_pipeline.definitions import defs
-from cancel_pipeline.partitions import window_partitions
-from cancel_pipeline.schedules import (
-    RANGE_END_TAG,
-    RANGE_START_TAG,
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
+from cancel_pipeline.defs.ingestion.partitions import window_partitions
+from cancel_pipeline.defs.ingestion.schedules import (
     last_closed_window_key,
     previous_day_range,
     window_cron,

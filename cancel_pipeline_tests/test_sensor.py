@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
 from cancel_pipeline.definitions import defs
-from cancel_pipeline.partitions import window_partitions
-from cancel_pipeline.sensors import CancellationSensorError, evaluate_cancellation_tick
+from cancel_pipeline.defs.ingestion.partitions import window_partitions
+from cancel_pipeline.defs.ingestion.sensors import CancellationSensorError, evaluate_cancellation_tick
 from cancel_pipeline.settings import PipelineSettings
 from cancel_pipeline.shopify.client import ShopifyClient
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline.shopify.resource import ShopifyResource
 
 NOW = "2026-03-02T10:12:00+00:00"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cancel_pipeline.stuck_rule import DEFAULT_STUCK_THRESHOLDS
 from cancel_pipeline.warehouse.derive import derive_new_pages
 from cancel_pipeline.warehouse.queries import (
-    DEFAULT_STUCK_THRESHOLDS,
     duplicate_keys,
     new_rejects,
     reject_reason_counts,

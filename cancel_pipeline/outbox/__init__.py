@@ -3,5 +3,6 @@
 - `targets`: which systems, read from the `CANCEL_PIPELINE_TARGETS` file (and the demo switch).
 - `client`: the HTTP client of a target's Cancel Order API, classifying every answer.
 - `deliver`: the outbox protocol (queue, claim, call, record) and why it errs towards re-sending.
-- `fake_target`: the built-in fake target with fault knobs; `demo` serves it inside a run.
+- `deliveries`: the outbox table's SQL.
+- `demo_target`: serves the built-in demo target inside a run.
 """

@@ -29,14 +29,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import duckdb
 
+from cancel_pipeline.clock import utc_now
 from cancel_pipeline.outbox.client import CallResult, CancelOrderClient
-from cancel_pipeline.outbox.targets import Target, resolve_token
-from cancel_pipeline.warehouse.deliveries import (
+from cancel_pipeline.outbox.deliveries import (
     Claim,
     DueDelivery,
     Outcome,
@@ -48,6 +48,7 @@ from cancel_pipeline.warehouse.deliveries import (
     release_claims,
     release_flagged,
 )
+from cancel_pipeline.outbox.targets import Target, resolve_token
 from cancel_pipeline.warehouse.schema import ensure_schema
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -68,11 +69,6 @@ log = logging.getLogger(__name__)
 
 class BadCredentials(RuntimeError):
     """A target answered 401: its token is wrong or revoked. The run stops; nothing was marked delivered."""
-
-
-def utc_now() -> datetime:
-    """The current time, aware and in UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass

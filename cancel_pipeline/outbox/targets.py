@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cancel_pipeline.warehouse.deliveries import OrderFilter
+from cancel_pipeline.outbox.deliveries import OrderFilter
 
 TARGETS_FILE_VARIABLE = "CANCEL_PIPELINE_TARGETS"
 DEMO_TARGET_VARIABLE = "CANCEL_PIPELINE_DEMO_TARGET"

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from typing import Any
 
 import dagster as dg
 import httpx
 from pydantic import Field
 
+from cancel_pipeline.embedded import embedded_shop
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient
 
 #: Base URL of the in-process demo store (never resolved by DNS: requests go through a WSGI transport).
@@ -44,20 +44,6 @@ _SECRET_VARIABLES = {
 MAX_FETCH_STREAMS = 16
 #: The slow end of Shopify's time to answer a page of 250 orders, which sizes the default number of streams.
 PAGE_LATENCY_S = 0.4
-
-_demo_stores: dict[tuple[int, float], Any] = {}
-_demo_lock = threading.Lock()
-
-
-def shared_demo_store(bucket_size: int, leak_rate: float) -> Any:
-    """The process's in-process demo store for a bucket shape (one per shape, so its state persists)."""
-    from cancel_pipeline.shopify.demo_store import DemoStore  # the simulator loads only when used
-
-    with _demo_lock:
-        key = (bucket_size, leak_rate)
-        if key not in _demo_stores:
-            _demo_stores[key] = DemoStore(bucket_size=bucket_size, leak_rate=leak_rate)
-        return _demo_stores[key]
 
 
 class ShopifyResource(dg.ConfigurableResource):
@@ -119,11 +105,11 @@ class ShopifyResource(dg.ConfigurableResource):
         more slices, each ending in a partly filled page."""
         if self.fetch_streams is not None:
             return self.fetch_streams
-        rate = self.leak_rate or (DEMO_LEAK_RATE if self.uses_demo_store else STANDARD_LEAK_RATE)
+        rate = self.leak_rate or (DEMO_LEAK_RATE if self.uses_embedded_store else STANDARD_LEAK_RATE)
         return max(1, min(MAX_FETCH_STREAMS, math.ceil(rate * PAGE_LATENCY_S)))
 
     @property
-    def uses_demo_store(self) -> bool:
+    def uses_embedded_store(self) -> bool:
         """True when no store is configured and the built-in demo store answers."""
         return not _value(self.store)
 
@@ -135,16 +121,16 @@ class ShopifyResource(dg.ConfigurableResource):
             "timeout": self.timeout_s,
             "logger": logger,
         }
-        if self.uses_demo_store:
+        if self.uses_embedded_store:
             size = self.bucket_size or DEMO_BUCKET_SIZE
             rate = self.leak_rate or DEMO_LEAK_RATE
-            demo = shared_demo_store(size, rate)
+            shop, token = embedded_shop(size, rate)
             return ShopifyClient(
                 DEMO_BASE_URL,
-                access_token=demo.settings.access_token,
+                access_token=token,
                 bucket_size=size,
                 leak_rate=rate,
-                transport=httpx.WSGITransport(app=demo),
+                transport=httpx.WSGITransport(app=shop),
                 **common,
             )
         return ShopifyClient(

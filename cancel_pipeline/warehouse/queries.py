@@ -9,10 +9,8 @@ from typing import Any
 
 import duckdb
 
-from cancel_pipeline import settings
+from cancel_pipeline.stuck_rule import DEFAULT_OTHER_THRESHOLD, DEFAULT_STUCK_THRESHOLDS, OTHER_SOURCES
 from cancel_pipeline.warehouse.schema import KEY_COLUMNS, WATERMARK_SOURCE
-
-DEFAULT_STUCK_THRESHOLDS = settings.DEFAULT_STUCK_THRESHOLDS
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,8 @@ def stuck_orders(
     `thresholds` maps `source_name` to a threshold, as `PipelineSettings.stuck_thresholds` does; its key
     `other` (default 24 hours) applies to any other source, or none. Oldest first; `limit` caps the rows.
     """
-    other_threshold = thresholds.get(settings.OTHER_SOURCES, settings.DEFAULT_OTHER_THRESHOLD)
-    sources = [source for source in thresholds if source != settings.OTHER_SOURCES]
+    other_threshold = thresholds.get(OTHER_SOURCES, DEFAULT_OTHER_THRESHOLD)
+    sources = [source for source in thresholds if source != OTHER_SOURCES]
     threshold_seconds = [thresholds[source].total_seconds() for source in sources]
     rows = con.execute(
         f"""

@@ -32,10 +32,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
-from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.page_parsing import (
     BackgroundParser,
     PageFile,
@@ -144,6 +144,23 @@ DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
 """Page bytes parsed per statement, over all threads; bounds what parsing holds in memory at a time."""
 
 
+class FetchedPage(Protocol):
+    """A page as a client hands it over: the body verbatim and where it came from."""
+
+    @property
+    def page_number(self) -> int: ...
+    @property
+    def request_path(self) -> str: ...
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def fetched_at(self) -> datetime: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def order_count(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class SpooledPage:
     """Where one page's body was spooled, with the page's fields."""
@@ -188,7 +205,7 @@ class PageSpool:
         """Number of pages spooled."""
         return len(self.spooled)
 
-    def add(self, page: OrderPage) -> None:
+    def add(self, page: FetchedPage) -> None:
         """Write one page's body to its own file."""
         path = self.directory / f"page-{len(self.spooled) + 1:06d}.json"
         path.write_bytes(page.body)
@@ -208,27 +225,21 @@ class PageSpool:
         if self.parser is not None:
             self.parser.add(PageFile(len(self.spooled), str(path), len(page.body)))
 
-    def extend(self, pages: Iterable[OrderPage]) -> PageSpool:
+    def extend(self, pages: Iterable[FetchedPage]) -> PageSpool:
         """Append every page of `pages` (typically a client's page iterator)."""
         for page in pages:
             self.add(page)
         return self
 
-    def __iter__(self) -> Iterator[OrderPage]:
+    def bodies(self) -> Iterator[bytes]:
+        """The spooled bodies, in order, read back from their files."""
         for page in self.spooled:
-            yield OrderPage(
-                page_number=page.page_number,
-                request_path=page.request_path,
-                api_version=page.api_version,
-                fetched_at=page.fetched_at,
-                body=Path(page.path).read_bytes(),
-                order_count=page.order_count,
-            )
+            yield Path(page.path).read_bytes()
 
 
 @contextlib.contextmanager
 def spooled_pages(
-    pages: Iterable[OrderPage],
+    pages: Iterable[FetchedPage],
     *,
     database: str | Path | None = None,
     max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -289,7 +300,7 @@ def land_pages(
     window_end: datetime | None,
     requested_min: datetime | None,
     requested_max: datetime | None,
-    pages: Iterable[OrderPage],
+    pages: Iterable[FetchedPage],
 ) -> LandResult:
     """Land one fetch in the raw layer, replacing what it supersedes, in one transaction.
 
@@ -322,7 +333,7 @@ def land_pages(
 
 def land_page(
     con: duckdb.DuckDBPyConnection,
-    page: OrderPage,
+    page: FetchedPage,
     *,
     asset: str,
     partition_key: str,

@@ -14,10 +14,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
+from cancel_pipeline_testkit.dagster_dev import DagsterDevServer, run_dagster_dev
+from cancel_pipeline_testkit.graphql import DagsterGraphQLClient
+from cancel_pipeline_testkit.selection import downstream_closure, partition_ranges
 
-from cancel_pipeline.shopify.demo_store import DemoStore, FrozenClock, serve
-from cancel_pipeline_tests.e2e.dagster_dev import DagsterDevServer, run_dagster_dev
-from cancel_pipeline_tests.e2e.graphql import DagsterGraphQLClient
 from cancel_pipeline_tests.e2e.scenario import (
     BACKFILL_ROOT,
     BACKFILL_TIMEOUT_S,
@@ -27,7 +28,6 @@ from cancel_pipeline_tests.e2e.scenario import (
     STORE_NOW,
     CompletedBackfill,
 )
-from cancel_pipeline_tests.e2e.selection import downstream_closure, partition_ranges
 
 
 @pytest.fixture(scope="session")

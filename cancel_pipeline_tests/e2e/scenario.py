@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-
-from cancel_pipeline_tests.e2e.dagster_dev import PROJECT_ROOT, DagsterDevServer
-from cancel_pipeline_tests.e2e.graphql import Backfill
+from cancel_pipeline_testkit.dagster_dev import PROJECT_ROOT, DagsterDevServer
+from cancel_pipeline_testkit.graphql import Backfill
 
 STORE_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 """The demo store's frozen clock: everything it serves happened before this instant."""

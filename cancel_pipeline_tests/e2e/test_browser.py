@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cancel_pipeline_testkit.graphql import DagsterGraphQLClient
 
 from cancel_pipeline_tests.e2e.browser import CHROMIUM_ARGS, ChromiumUnavailable, ensure_chromium
-from cancel_pipeline_tests.e2e.graphql import DagsterGraphQLClient
 from cancel_pipeline_tests.e2e.scenario import BACKFILL_ROOT, CompletedBackfill
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

@@ -14,11 +14,11 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pytest
+from cancel_pipeline_simulators.demo_store import DemoStore
+from cancel_pipeline_testkit.graphql import DagsterGraphQLClient
+from cancel_pipeline_testkit.selection import partition_keys_in_range
 
-from cancel_pipeline.shopify.demo_store import DemoStore
-from cancel_pipeline_tests.e2e.graphql import DagsterGraphQLClient
 from cancel_pipeline_tests.e2e.scenario import BACKFILL_ROOT, BACKFILL_WINDOW, CompletedBackfill
-from cancel_pipeline_tests.e2e.selection import partition_keys_in_range
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

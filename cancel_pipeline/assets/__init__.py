@@ -1,1 +1,0 @@
-"""Dagster assets: raw order pages and the tables derived from them."""

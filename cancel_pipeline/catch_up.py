@@ -1,0 +1,258 @@
+"""The main job behind `make run`: catch up the last days of both raw assets and every table, through Dagster.
+
+Runs are executed in this process but recorded in the project's Dagster instance (`DAGSTER_HOME`), so they
+show in the UI afterwards like any other run. Each raw asset's missing windows are grouped into contiguous
+ranges and each range is one run (one query to Shopify, one transaction), so a first catch-up of two days is
+two runs, and a second one only re-reads the newest windows.
+"""
+
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from tabulate import tabulate
+
+from cancel_pipeline.clock import utc_now
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
+from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS, UPDATED_ORDER_WINDOWS
+from cancel_pipeline.run_summary import WarehouseSummary
+
+ALWAYS_REREAD = 2
+"""The newest windows re-read on every catch-up: the one in progress and the one that closed last."""
+
+
+class RunFailed(RuntimeError):
+    """A run of the main job failed; the message names the run, the step and the error."""
+
+
+@dataclass(frozen=True)
+class FeedPlan:
+    """The windows one raw asset's job must run, as contiguous ranges of partition keys."""
+
+    job_name: str
+    asset_name: str
+    ranges: list[tuple[str, str]]
+    windows: int
+
+
+@dataclass
+class FeedOutcome:
+    """What the runs of one feed did, from their materialization metadata."""
+
+    job_name: str
+    windows: int = 0
+    runs: int = 0
+    pages: int = 0
+    orders: int = 0
+    requests: int = 0
+    retries: int = 0
+    run_ids: list[str] = field(default_factory=list)
+
+
+def contiguous_ranges(keys: Sequence[str], all_keys: Sequence[str]) -> list[tuple[str, str]]:
+    """Group `keys` into (first, last) runs of consecutive keys of `all_keys`, in order."""
+    position = {key: index for index, key in enumerate(all_keys)}
+    ranges: list[tuple[str, str]] = []
+    previous = None
+    for key in sorted(keys, key=position.__getitem__):
+        if ranges and previous is not None and position[key] == position[previous] + 1:
+            ranges[-1] = (ranges[-1][0], key)
+        else:
+            ranges.append((key, key))
+        previous = key
+    return ranges
+
+
+def plan_feed(
+    job_name: str,
+    asset_name: str,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    materialized: Iterable[str],
+    *,
+    now: datetime,
+    lookback: timedelta,
+) -> FeedPlan:
+    """The windows of the last `lookback` that are not materialized yet, plus the newest ones."""
+    keys = partitions_def.get_partition_keys(current_time=now)
+    cutoff = now - lookback
+    # Every window that ends after the cutoff, so the one holding the cutoff is read in full.
+    recent = [key for key in keys if partitions_def.time_window_for_partition_key(key).end > cutoff]
+    done = set(materialized)
+    wanted = {key for key in recent if key not in done} | set(recent[-ALWAYS_REREAD:])
+    return FeedPlan(job_name, asset_name, contiguous_ranges(sorted(wanted), keys), len(wanted))
+
+
+def plan_catch_up(instance: dg.DagsterInstance, *, now: datetime, lookback: timedelta) -> list[FeedPlan]:
+    """One plan per raw feed, skipping windows this instance already materialized."""
+    feeds = [
+        ("canceled_order_job", "raw_canceled_order_pages", CANCELED_ORDER_WINDOWS),
+        ("canceled_items_job", "raw_updated_order_pages", UPDATED_ORDER_WINDOWS),
+    ]
+    return [
+        plan_feed(
+            job,
+            asset,
+            windows,
+            instance.get_materialized_partitions(dg.AssetKey(asset)),
+            now=now,
+            lookback=lookback,
+        )
+        for job, asset, windows in feeds
+    ]
+
+
+def run_feed(
+    defs: dg.Definitions, plan: FeedPlan, instance: dg.DagsterInstance, *, log_level: str = "INFO"
+) -> FeedOutcome:
+    """Execute each range of `plan` as one run of its job, recorded in `instance`."""
+    job = defs.resolve_job_def(plan.job_name)
+    outcome = FeedOutcome(plan.job_name, windows=plan.windows)
+    for first, last in plan.ranges:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise RunFailed(_failure_message(result, plan.job_name, first, last))
+        outcome.runs += 1
+        outcome.run_ids.append(result.run_id)
+        metadata = _raw_metadata(result, plan.asset_name)
+        outcome.pages += metadata.get("pages", 0)
+        outcome.orders += metadata.get("orders", 0)
+        outcome.requests += metadata.get("requests", 0)
+        outcome.retries += metadata.get("retries", 0)
+    return outcome
+
+
+def _failure_message(result: dg.ExecuteInProcessResult, job_name: str, first: str, last: str) -> str:
+    failures = [
+        f"{event.step_key}: {event.step_failure_data.error.message.strip()}"  # type: ignore[union-attr]
+        for event in result.all_events
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error
+    ]
+    detail = "; ".join(failures) or "see the run's logs"
+    return f"run {result.run_id} of {job_name} ({first}...{last}) failed: {detail}"
+
+
+def _raw_metadata(result: dg.ExecuteInProcessResult, asset_name: str) -> dict[str, Any]:
+    # A range run records one materialization per window, each with the run's metadata: read it once.
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
+        if materialization.asset_key == dg.AssetKey(asset_name):
+            return {key: value.value for key, value in materialization.metadata.items()}
+    return {}
+
+
+def render_report(
+    outcomes: Sequence[FeedOutcome],
+    summary: WarehouseSummary,
+    *,
+    store: str,
+    duckdb_path: str,
+    elapsed_s: float,
+    delivery_targets: Sequence[str] = (),
+) -> str:
+    """The summary a person reads at a glance when `make run` finishes; `delivery_targets` are the enabled
+    downstream targets, whose deliveries it reports."""
+    feed_rows = [(o.job_name, o.windows, o.runs, o.pages, o.requests, o.orders, o.retries) for o in outcomes]
+    lines = [
+        "",
+        f"Done in {elapsed_s:.1f} s against {store}.",
+        "",
+        tabulate(
+            feed_rows,
+            headers=["job", "windows", "runs", "pages", "requests", "orders fetched", "retries"],
+            tablefmt="simple",
+        ),
+        "",
+        tabulate(
+            [
+                ("orders", summary.orders),
+                ("order versions", summary.order_versions),
+                ("canceled orders", summary.canceled_orders),
+                ("canceled line items", summary.canceled_line_items),
+                ("line items partially canceled", summary.partially_canceled_line_items),
+                ("units partially canceled", summary.partially_canceled_units),
+                ("rejected order objects", summary.rejects),
+                ("orders stuck in 'created'", summary.stuck_orders),
+                ("raw pages kept", summary.raw_pages),
+            ],
+            headers=["warehouse", "rows"],
+            tablefmt="simple",
+            colalign=("left", "right"),
+        ),
+    ]
+    if summary.canceled_by_reason:
+        lines += ["", tabulate(summary.canceled_by_reason, headers=["cancel reason", "orders"])]
+    if summary.rejects_by_reason:
+        lines += ["", tabulate(summary.rejects_by_reason, headers=["reject reason", "objects"])]
+    lines += ["", *_deliveries_report(summary, delivery_targets)]
+    lines += [
+        "",
+        f"DuckDB file: {duckdb_path}",
+        "Runs are recorded in the Dagster instance: `make dev` shows them at http://127.0.0.1:3000",
+    ]
+    return "\n".join(lines)
+
+
+def _deliveries_report(summary: WarehouseSummary, targets: Sequence[str]) -> list[str]:
+    if not targets:
+        return [
+            "Cancellation notices: no downstream target configured, none sent "
+            "(set CANCEL_PIPELINE_TARGETS to a targets file, or CANCEL_PIPELINE_DEMO_TARGET=1 for the demo target)."
+        ]
+    lines = [f"Cancellation notices to {', '.join(targets)}:"]
+    rows = [row for row in summary.deliveries if row[0] in targets]
+    lines.append(tabulate(rows, headers=["target", "outcome", "orders"]) if rows else "no deliveries yet")
+    flagged = sum(count for _, outcome, count in rows if outcome in ("rejected", "gave_up"))
+    if flagged:
+        lines.append(
+            f"{flagged} deliveries need follow-up: see the deliveries_needing_follow_up check, then run "
+            "the retry_flagged_deliveries_job job"
+        )
+    return lines
+
+
+def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
+    """Run the main job (both feeds, every table, every check) for the last `lookback`, and report."""
+    # `backfill_policy` is a beta parameter of Dagster: its warning says nothing to a user of `make run`.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    # Imported here so that planning and rendering stay importable without loading every definition.
+    from cancel_pipeline.definitions import defs
+    from cancel_pipeline.outbox.targets import enabled_targets
+    from cancel_pipeline.run_summary import summarize
+    from cancel_pipeline.settings import SETTINGS
+    from cancel_pipeline.shopify.resource import ShopifyResource
+    from cancel_pipeline.warehouse.connection import warehouse_connection
+
+    started = time.monotonic()
+    resource = ShopifyResource.from_env()
+    store = "the built-in demo store" if resource.uses_embedded_store else "the configured Shopify store"
+    with dg.DagsterInstance.get() as instance:
+        plans = plan_catch_up(instance, now=utc_now(), lookback=lookback)
+        outcomes = []
+        for number, plan in enumerate(plans, start=1):
+            print(
+                f"[{number}/{len(plans)}] {plan.job_name}: {plan.windows} windows of {plan.asset_name} "
+                f"in {len(plan.ranges)} run(s): "
+                + ", ".join(first if first == last else f"{first}...{last}" for first, last in plan.ranges),
+                flush=True,
+            )
+            outcomes.append(run_feed(defs, plan, instance, log_level=log_level))
+    with warehouse_connection(SETTINGS.duckdb_path) as con:
+        summary = summarize(con, utc_now(), SETTINGS.stuck_thresholds)
+    return render_report(
+        outcomes,
+        summary,
+        store=store,
+        duckdb_path=str(Path(SETTINGS.duckdb_path).resolve()),
+        elapsed_s=time.monotonic() - started,
+        delivery_targets=[target.name for target in enabled_targets()],
+    )

@@ -1,0 +1,1 @@
+"""Dagster definitions, grouped by domain; loaded by `cancel_pipeline.definitions`."""

@@ -1,0 +1,1 @@
+"""Cancellations: the tables derived from the raw layer and their checks."""

@@ -1,0 +1,1 @@
+"""Ingestion: the raw assets, their time partitions, the feeds' jobs, schedules and the cancellation sensor."""

@@ -1,0 +1,1 @@
+"""Refresh: re-import orders by id, or every order stuck in 'created'."""
