@@ -1,6 +1,6 @@
 """`ShopifyResource`: the Dagster resource that builds a `ShopifyClient` from the configuration contract.
 
-Environment (DESIGN.md): `SHOPIFY_STORE`, `SHOPIFY_ACCESS_TOKEN` or `SHOPIFY_CLIENT_ID`/`SHOPIFY_CLIENT_SECRET`,
+Environment: `SHOPIFY_STORE`, `SHOPIFY_ACCESS_TOKEN` or `SHOPIFY_CLIENT_ID`/`SHOPIFY_CLIENT_SECRET`,
 `SHOPIFY_API_VERSION`, the pacing settings `SHOPIFY_BUCKET_SIZE` / `SHOPIFY_LEAK_RATE`, and
 `SHOPIFY_FETCH_STREAMS`, how many page streams a long fetch runs at once (one cursor cannot use a Plus bucket:
 Shopify takes 200-500 ms a page). With no store configured the client talks, in-process, to the built-in demo

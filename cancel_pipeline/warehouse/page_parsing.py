@@ -1,8 +1,7 @@
 """Parsing landed pages into `raw_order_objects` rows, on every core the warehouse connection may use.
 
-DuckDB runs `read_text(files)` -> `json_transform` on a single thread when the files are a few dozen pages
-(measured: the same with 1 or 2 threads, and with the files split over a UNION ALL). Parsing is most of a
-landing's cost, so a landing's pages go in chunks (`BackgroundParser`, also fed while the fetch goes on) to
+DuckDB runs `read_text(files)` -> `json_transform` on one thread for a few dozen pages, and parsing is most
+of a landing's cost (benchmarks/RESULTS.md), so a landing's pages go in chunks (`BackgroundParser`, also fed while the fetch goes on) to
 worker threads, each with its own in-memory DuckDB that parses, validates and types the chunk
 (`typed_orders`) and writes its rows to a Parquet file in a scratch folder. The landing's transaction then
 appends every file's rows with one INSERT. DuckDB releases the GIL while it runs, so the workers run in

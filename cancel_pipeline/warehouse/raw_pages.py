@@ -7,10 +7,9 @@ Three parts, written in one DuckDB transaction per landing:
 
 - the page store: each body exactly as Shopify sent it, one file per page, in a folder beside the DuckDB
   file (`<name>.raw_pages/<asset>/<landing>/page-000001.json`). Bodies live outside the DuckDB file
-  because DuckDB stores a table as row groups of up to 122,880 rows and rewrites a row group's columns on
-  every checkpoint that appended to it: with one ~1 MB body per row, every landing rewrote every page ever
-  landed (measured: a checkpoint's cost grew by 0.15 s per 10,000 orders already landed, and failed
-  under a 300 MB memory limit after 80,000). A file is written once and never rewritten.
+  because DuckDB rewrites a row group's columns on every checkpoint that appended to it, so ~1 MB bodies
+  as rows made every landing rewrite every page ever landed (figures in benchmarks/RESULTS.md). A file is
+  written once and never rewritten.
 - `raw_order_pages`: one row per page with where and when it was fetched, and `body_file`, its file in
   the page store. `raw_order_page_bodies` (a view) shows each row with its `body`.
 - `raw_order_objects`: one row per order object of each page, parsed, validated and typed once: either the
