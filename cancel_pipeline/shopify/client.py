@@ -1,13 +1,13 @@
 """`ShopifyClient`: the REST Admin API client for orders (paging, pacing, retries, typed errors).
 
-One client talks to one store. Every request goes through `_send`, which paces on the leaky bucket, attaches
-the token, retries what is worth retrying and turns what is not into a typed error whose message a data
-engineer can act on and which never carries a credential.
+One client talks to one store. Each request is sent in attempts: an attempt paces on the leaky bucket
+(`rate_limit.py`), attaches the token and classifies the answer; the retry policy (`retry.py`) decides
+whether a setback is tried again and after how long. What no retry can fix becomes a typed error
+(`errors.py`) whose message a data engineer can act on and which never carries a credential.
 
-A page of 250 orders takes Shopify 200-500 ms to answer, so one cursor gets 2-5 pages a second: enough for a
-Standard bucket (2/s), a quarter of a Plus one (20/s). `iter_order_pages(..., streams=N)` therefore walks a
-long span as several disjoint `updated_at` slices at once (`streams.py`), on worker threads that share this
-client's one bucket model, one connection pool and one set of counters; `_send` is thread-safe for that.
+One cursor is slower than a Plus bucket leaks, so `iter_order_pages(..., streams=N)` can walk a long span as
+several `updated_at` slices at once (`streams.py`): worker threads share this client's bucket model,
+connection pool and counters, and `_send` is thread-safe for that.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -39,15 +39,19 @@ from cancel_pipeline.shopify.errors import (
     ShopifyRequestFailed,
 )
 from cancel_pipeline.shopify.pages import ClientStats, OrderPage, order_count
-from cancel_pipeline.shopify.rate_limit import (
-    LeakyBucket,
-    backoff_delay,
-    parse_call_limit,
-    parse_retry_after,
+from cancel_pipeline.shopify.rate_limit import LeakyBucket, parse_call_limit, parse_retry_after
+from cancel_pipeline.shopify.retry import (
+    RETRYABLE_STATUSES,
+    Failed,
+    RequestRetries,
+    RetryPolicy,
+    Setback,
+    Throttled,
+    failure_for_status,
 )
 from cancel_pipeline.shopify.streams import FetchStopped, SliceFetch, plan_slices, stream_pages
 
-__all__ = ["DEFAULT_API_VERSION", "ClientStats", "OrderPage", "ShopifyClient"]
+__all__ = ["DEFAULT_API_VERSION", "RETRYABLE_STATUSES", "ClientStats", "OrderPage", "ShopifyClient"]
 
 #: A supported quarterly Admin API version; pin another with `api_version` / `SHOPIFY_API_VERSION`.
 DEFAULT_API_VERSION = "2026-07"
@@ -55,14 +59,46 @@ DEFAULT_API_VERSION = "2026-07"
 #: Shopify's page size ceiling for `orders.json`, and the batch size of `ids=` look-ups.
 MAX_PAGE_SIZE = 250
 
-
-#: Transient server-side failures (530/540: origin DNS error / endpoint temporarily disabled).
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 530, 540})
-
 LOGGER_NAME = "cancel_pipeline.shopify"
 
 _TOKEN_HEADER = "X-Shopify-Access-Token"
 _HIDDEN = "<hidden>"
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request as `_send` was asked for it; every attempt sends it again as it is."""
+
+    method: str
+    url: str
+    params: dict[str, str | int] | None
+    json_body: dict[str, Any] | None
+    form: dict[str, str] | None
+    authenticated: bool
+    decode: Callable[[bytes], Any]
+
+    @property
+    def endpoint(self) -> str:
+        return urlsplit(self.url).path
+
+
+@dataclass(frozen=True)
+class _Success:
+    """A 2xx whose body decoded."""
+
+    response: httpx.Response
+    value: Any
+
+
+@dataclass(frozen=True)
+class _TokenRefused:
+    """A 401 to an Admin API call: the token may have expired or been revoked."""
+
+    response: httpx.Response
+
+
+#: What one attempt came to; errors no retry can fix are raised instead.
+_Outcome = _Success | _TokenRefused | Throttled | Failed
 
 
 def format_instant(moment: datetime) -> str:
@@ -132,13 +168,15 @@ class ShopifyClient:
         self._secrets = [s for s in (access_token, client_secret) if s]
         self._auth = self._make_auth(access_token, client_id, client_secret, clock)
         self._bucket = LeakyBucket(bucket_size, leak_rate, headroom=bucket_headroom, clock=clock)
-        self._max_retries = max_retries
-        self._max_throttle_retries = max_throttle_retries
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._retry_policy = RetryPolicy(
+            max_retries=max_retries,
+            max_throttle_retries=max_throttle_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            rng=rng or random.Random(),
+        )
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()
         self._log = logger or logging.getLogger(LOGGER_NAME)
         self._http = httpx.Client(
             transport=transport,
@@ -297,7 +335,7 @@ class ShopifyClient:
 
         workers = min(streams, len(slices))
         # Each worker may have a request in flight the server has not counted yet: keep room for them.
-        with self._bucket_headroom(workers):
+        with self._bucket.keep_headroom(workers):
             yield from stream_pages(
                 slices,
                 fetch_slice,
@@ -306,18 +344,6 @@ class ShopifyClient:
                 bind_stop=self._bind_stop,
                 name=f"shopify-{self.store}",
             )
-
-    @contextmanager
-    def _bucket_headroom(self, headroom: float) -> Iterator[None]:
-        bucket = self._bucket
-        with bucket._lock:
-            before = bucket.headroom
-            bucket.headroom = min(max(before, headroom), bucket.size - 1)
-        try:
-            yield
-        finally:
-            with bucket._lock:
-                bucket.headroom = before
 
     def _bind_stop(self, stop: threading.Event | None) -> None:
         """Called on a worker thread: its waits end early and its next request raises once `stop` is set."""
@@ -354,7 +380,7 @@ class ShopifyClient:
             next_url = response.links.get("next", {}).get("url")
             params = None  # the cursor carries the filters; Shopify answers 400 to any others
 
-    # -- one request, with pacing and retries ---------------------------------------------------------
+    # -- one request: attempts under the retry policy -----------------------------------------------
 
     def _send(
         self,
@@ -371,98 +397,134 @@ class ShopifyClient:
 
         `decode` raises `orjson.JSONDecodeError` for a body that is not complete JSON, which is retried.
         """
-        endpoint = urlsplit(url).path
-        attempts = failures = throttles = 0
-        renewed_token = False
-        skip_pacing = False
-        last_status: int | None = None
-        last_problem = ""
+        call = _Call(method, url, params, json_body, form, authenticated, decode)
+        retries = self._retry_policy.start()
+        attempts = 0
+        paced, renewed_token = True, False
         while True:
-            self._check_stop()
-            # Only Admin API calls draw from the bucket; the token exchange does not. Pacing books the
-            # slot before the wait, so concurrent streams line up behind each other instead of colliding.
-            if authenticated and not skip_pacing:
-                self._wait_for_bucket()
-            elif authenticated:
-                self._bucket.record_request()
-            skip_pacing = False
-            try:
-                with self._auth_lock:
-                    headers = {_TOKEN_HEADER: self._auth.token()} if authenticated else {}
-                request = self._http.build_request(
-                    method, url, params=params, json=json_body, data=form, headers=headers
-                )
-            except BaseException:
-                if authenticated:
-                    self._bucket.settle(self._clock(), None)
-                raise
-            sent_at = self._clock()
             attempts += 1
-            with self._stats_lock:
-                self.stats.requests += 1
-                if attempts > 1:
-                    self.stats.retries += 1
+            outcome = self._attempt(call, paced=paced, retry=attempts > 1)
+            if isinstance(outcome, _Success):
+                return outcome.response, outcome.value
+            if isinstance(outcome, _TokenRefused):
+                if renewed_token or not self._forget_token(call):
+                    raise self._status_error(call.method, call.endpoint, outcome.response, authenticated)
+                paced, renewed_token = True, True
+                continue
+            delay = retries.after(outcome)
+            if delay is None:
+                raise self._request_failed(call, outcome, attempts)
+            self._wait_before_retry(call, outcome, delay, retries)
+            # The wait after a throttle already let enough leak from the bucket for this one call.
+            paced = not isinstance(outcome, Throttled)
+
+    def _attempt(self, call: _Call, *, paced: bool, retry: bool) -> _Outcome:
+        """Send `call` once and say what came of it; the errors no retry can fix are raised."""
+        self._check_stop()
+        request = self._build_request(call, paced=paced)
+        sent_at = self._clock()
+        with self._stats_lock:
+            self.stats.requests += 1
+            if retry:
+                self.stats.retries += 1
+        try:
+            response = self._http.send(request)
+        except httpx.TransportError as exc:
+            # Timeouts, refused/reset connections and bodies cut short (RemoteProtocolError).
+            self._settle(call, sent_at, None)
+            return Failed(type(exc).__name__)
+        except BaseException:
+            self._settle(call, sent_at, None)
+            raise
+        return self._classify(call, response, sent_at)
+
+    def _build_request(self, call: _Call, *, paced: bool) -> httpx.Request:
+        """The request with the current token, once its bucket slot is booked (and waited for if `paced`)."""
+        # Only Admin API calls draw from the bucket; the token exchange does not. Pacing books the slot
+        # before the wait, so concurrent streams line up behind each other instead of colliding.
+        if call.authenticated and paced:
+            self._wait_for_bucket()
+        elif call.authenticated:
+            self._bucket.record_request()
+        try:
+            with self._auth_lock:
+                headers = {_TOKEN_HEADER: self._auth.token()} if call.authenticated else {}
+            return self._http.build_request(
+                call.method,
+                call.url,
+                params=call.params,
+                json=call.json_body,
+                data=call.form,
+                headers=headers,
+            )
+        except BaseException:
+            self._settle(call, self._clock(), None)
+            raise
+
+    def _classify(self, call: _Call, response: httpx.Response, sent_at: float) -> _Outcome:
+        """Success, a setback worth a retry, a refused token, or (raised) an error no retry can fix."""
+        with self._stats_lock:
+            self.stats.bytes_received += len(response.content)
+        if call.authenticated:
+            self._sync_bucket(response, sent_at)
+        status = response.status_code
+        if status == 429:
+            return self._throttled(response)
+        if 200 <= status < 300:
             try:
-                response = self._http.send(request)
-            except httpx.TransportError as exc:
-                # Timeouts, refused/reset connections and bodies cut short (RemoteProtocolError).
-                if authenticated:
-                    self._bucket.settle(sent_at, None)
-                last_status, last_problem = None, type(exc).__name__
-            except BaseException:
-                if authenticated:
-                    self._bucket.settle(sent_at, None)
-                raise
-            else:
-                with self._stats_lock:
-                    self.stats.bytes_received += len(response.content)
-                if authenticated:
-                    self._sync_bucket(response, sent_at)
-                status = last_status = response.status_code
-                if status == 429:
-                    throttles += 1
-                    with self._stats_lock:
-                        self.stats.throttled_429 += 1
-                    if throttles > self._max_throttle_retries:
-                        raise self._request_failed(method, request.url, status, attempts, "throttled (429)")
-                    self._wait_after_throttle(response, endpoint)
-                    skip_pacing = True  # the wait above already emptied the bucket enough for one call
-                    continue
-                if 200 <= status < 300:
-                    try:
-                        return response, decode(response.content)
-                    except orjson.JSONDecodeError:
-                        last_problem = "body is not complete JSON (truncated?)"
-                elif status in RETRYABLE_STATUSES:
-                    last_problem = f"HTTP {status}"
-                elif status == 401 and authenticated and not renewed_token and self._invalidate_token():
-                    # A client-credentials token can be revoked or expire early: exchange once more.
-                    renewed_token = True
-                    self._log.info(
-                        "%s: token refused on %s, exchanging credentials again", self.store, endpoint
-                    )
-                    continue
-                else:
-                    raise self._status_error(method, endpoint, response, authenticated)
-            failures += 1
-            if failures > self._max_retries:
-                raise self._request_failed(method, request.url, last_status, attempts, last_problem)
-            delay = backoff_delay(failures, self._backoff_base, self._backoff_cap, self._rng)
+                return _Success(response, call.decode(response.content))
+            except orjson.JSONDecodeError:
+                return Failed("body is not complete JSON (truncated?)", status)
+        if (failure := failure_for_status(status)) is not None:
+            return failure
+        if status == 401 and call.authenticated:
+            return _TokenRefused(response)
+        raise self._status_error(call.method, call.endpoint, response, call.authenticated)
+
+    def _throttled(self, response: httpx.Response) -> Throttled:
+        """A 429: retry after `Retry-After`, or when the bucket model says one request fits again."""
+        with self._stats_lock:
+            self.stats.throttled_429 += 1
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        wait = self._bucket.wait_for_throttle() if retry_after is None else retry_after
+        return Throttled(wait, status=429, problem="throttled (429)")
+
+    def _forget_token(self, call: _Call) -> bool:
+        """After a 401: drop the token so the next attempt exchanges the credentials again; False if it cannot.
+
+        A client-credentials token can be revoked or expire early; a static token stays refused.
+        """
+        with self._auth_lock:
+            renewable = self._auth.invalidate()
+        if renewable:
+            self._log.info("%s: token refused on %s, exchanging credentials again", self.store, call.endpoint)
+        return renewable
+
+    def _wait_before_retry(
+        self, call: _Call, setback: Setback, delay: float, retries: RequestRetries
+    ) -> None:
+        """Log the setback and wait `delay`; a throttle's wait counts as rate-limit wait, a failure's does not."""
+        if isinstance(setback, Throttled):
+            self._bucket.mark_full()  # a 429 proves the bucket is full, whatever the model thought
+            self._log.warning(
+                "%s: %s on %s, waiting %.2f s", self.store, setback.problem, call.endpoint, delay
+            )
+            with self._stats_lock:
+                self.stats.rate_limit_wait_s += delay
+        else:
             self._log.warning(
                 "%s: %s %s failed (%s), retry %d of %d in %.2f s",
                 self.store,
-                method,
-                endpoint,
-                last_problem,
-                failures,
-                self._max_retries,
+                call.method,
+                call.endpoint,
+                setback.problem,
+                retries.failures,
+                self._retry_policy.max_retries,
                 delay,
             )
-            self._pause(delay)
+        self._pause(delay)
 
-    def _invalidate_token(self) -> bool:
-        with self._auth_lock:
-            return self._auth.invalidate()
+    # -- pacing and stopping ----------------------------------------------------------------------------
 
     def _check_stop(self) -> None:
         stop = getattr(self._local, "stop", None)
@@ -492,6 +554,11 @@ class ShopifyClient:
                 self._bucket.settle(self._clock(), None)
                 raise
 
+    def _settle(self, call: _Call, sent_at: float, call_limit: tuple[int, int] | None) -> None:
+        """The request's bucket slot is over (no-op for the token exchange, which draws none)."""
+        if call.authenticated:
+            self._bucket.settle(sent_at, call_limit)
+
     def _sync_bucket(self, response: httpx.Response, sent_at: float) -> None:
         call_limit = parse_call_limit(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
         if call_limit is not None and call_limit[1] != self._bucket.size:
@@ -502,15 +569,6 @@ class ShopifyClient:
                 self._bucket.size,
             )
         self._bucket.settle(sent_at, call_limit)
-
-    def _wait_after_throttle(self, response: httpx.Response, endpoint: str) -> None:
-        self._bucket.mark_full()
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        delay = self._bucket.wait_for_throttle() if retry_after is None else retry_after
-        self._log.warning("%s: throttled (429) on %s, waiting %.2f s", self.store, endpoint, delay)
-        with self._stats_lock:
-            self.stats.rate_limit_wait_s += delay
-        self._pause(delay)
 
     # -- credentials --------------------------------------------------------------------------------
 
@@ -606,17 +664,16 @@ class ShopifyClient:
             hint = "Shopify rejected the request"
         return error_class(f"{hint} ({where}){suffix}", store=self.store, endpoint=endpoint, status=status)
 
-    def _request_failed(
-        self, method: str, url: httpx.URL, status: int | None, attempts: int, problem: str
-    ) -> ShopifyRequestFailed:
+    def _request_failed(self, call: _Call, last: Setback, attempts: int) -> ShopifyRequestFailed:
+        url = self._http.build_request(call.method, call.url, params=call.params).url
         shown_url = self._redact(str(url))
-        last = f"HTTP {status}" if status is not None else "no response"
+        status = f"HTTP {last.status}" if last.status is not None else "no response"
         return ShopifyRequestFailed(
-            f"{method} {shown_url} on store {self.store} still failed after {attempts} attempts "
-            f"(last: {last}, {problem})",
+            f"{call.method} {shown_url} on store {self.store} still failed after {attempts} attempts "
+            f"(last: {status}, {last.problem})",
             store=self.store,
             endpoint=url.path,
-            status=status,
+            status=last.status,
             attempts=attempts,
         )
 

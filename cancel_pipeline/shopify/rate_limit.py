@@ -1,25 +1,22 @@
-"""Pacing for Shopify's REST leaky bucket, and the backoff used between retries.
+"""Pacing for Shopify's REST leaky bucket.
 
 Shopify answers every REST call with `X-Shopify-Shop-Api-Call-Limit: used/size`: the bucket holds `size`
 requests and leaks `leak_rate` per second; a request that finds it full gets 429. The client keeps a local
 model of that bucket, re-synchronised from the header on every response, and waits before a request only as
-long as the model says the request would overflow. Waiting on the model (instead of reacting to 429s) is what
-lets a sequential client run at the plan's leak rate without ever being throttled.
-
-Several threads of one client (concurrent page streams) share one bucket model: every method takes a lock,
-`reserve` books a slot atomically (so two threads never both see room for the same last request), and the
-model counts the requests in flight. A response's `used` may not include requests other threads sent
-about the same time, so `settle` adds every request still in flight to it and ignores a response older
-than the last one adopted. That over-estimates by the requests in flight, which costs nothing in steady
-state (the leak sets the pace once the bucket is near full) and a few requests of the initial burst.
+long as the model says the request would overflow, so it runs at the leak rate without being throttled.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+# Re-exported: the backoff lived here before the retry policy had a module of its own.
+from cancel_pipeline.shopify.retry import backoff_delay
+
+__all__ = ["LeakyBucket", "backoff_delay", "parse_call_limit", "parse_retry_after"]
 
 
 def parse_call_limit(header: str | None) -> tuple[int, int] | None:
@@ -48,7 +45,7 @@ def parse_retry_after(header: str | None) -> float | None:
 
 
 class LeakyBucket:
-    """Local model of the store's request bucket, as seen from one sequential client.
+    """Local model of the store's request bucket, shared by every thread of one client.
 
     The server's count is authoritative: `sync` adopts it, attributing it to the moment the request was
     sent (the server counts the request when it arrives, before building the response, so the send time
@@ -56,6 +53,13 @@ class LeakyBucket:
     latency times the leak rate, and the server may round its count down; `headroom` (in requests) keeps
     that difference from ever overflowing the real bucket. Headroom costs nothing in steady state, where
     the rate is set by the leak, only a request or two of the initial burst.
+
+    Concurrent page streams share one model: every method takes a lock, `reserve` books a slot atomically
+    (so two threads never both see room for the same last request), and the model counts the requests in
+    flight. A response's `used` may not include requests other threads sent about the same time, so `settle`
+    adds every request still in flight to it and ignores a response older than the last one adopted. That
+    over-estimates by the requests in flight, which costs nothing in steady state and a few requests of the
+    initial burst.
     """
 
     def __init__(
@@ -143,16 +147,21 @@ class LeakyBucket:
             self._level = float(self.size)
             self._level_at = self._clock()
 
+    @contextmanager
+    def keep_headroom(self, requests: float) -> Iterator[None]:
+        """Keep at least `requests` of headroom (at most `size - 1`) while the block runs, then restore it.
+
+        For callers with requests in flight that the server may not have counted yet, e.g. one per worker.
+        """
+        with self._lock:
+            before = self.headroom
+            self.headroom = min(max(before, requests), self.size - 1)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.headroom = before
+
     def wait_for_throttle(self) -> float:
         """Wait after a 429 that came without `Retry-After`: time for one request plus headroom to leak."""
         return (1 + self.headroom) / self.leak_rate
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with jitter, for the `attempt`-th retry (1-based).
-
-    The delay is drawn from the upper half of `min(cap, base * 2**(attempt-1))` so retries of many clients
-    spread out while each still waits at least half the exponential step.
-    """
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)

@@ -1,26 +1,9 @@
 """Concurrent page streams: one `updated_at` span fetched as several slices walked at the same time.
 
-Why: Shopify takes 200-500 ms to answer a 250-order page, so a single cursor gets 2-5 pages a second while
-a Plus bucket leaks 20 requests a second. A cursor cannot be split (its `page_info` is opaque), but the span
-can: each slice is its own `orders.json` query with its own cursor, and slices can be walked concurrently.
-
-How the span is cut (`plan_slices`): Shopify's `updated_at_min` / `updated_at_max` are inclusive and its
-timestamps whole seconds (the reference, §1 and §7.4; the demo store compares epoch seconds). Adjacent slices
-share their boundary second, `[b0, b1], [b1, b2], ...`, the first starting at the span's start and the last
-ending at its end, so their union is exactly the span and nothing is missed even if a store kept fractions
-of a second (an order at `b1 + 0.5` is still inside `[b1, b2]`). Only orders updated in a boundary second
-can come twice; they are the same version, which the warehouse merges. Slices are even in time, and there
-are more of them than workers (`SLICES_PER_STREAM` each): workers pull the next slice from a queue, so a
-dense slice (a sale, a burst) keeps one worker busy while the others drain the rest. Each slice costs at
-most one partly filled page more than a single walk would, so a span is cut only into slices of at least
-`MIN_PAGES_PER_SLICE` pages (from one `orders/count.json`): at most a few % more requests, and a small span
-is one stream.
-
-How pages come back (`stream_pages`): workers put pages on a bounded queue (a few pages: memory stays
-bounded whatever the span) and the caller's thread takes them in arrival order and renumbers them 1..n. The
-first error of any worker stops the others (their waits wake up, their next request is not sent) and is
-raised to the caller as it was raised; closing the iterator early stops and joins the workers too. No
-worker thread outlives the iterator.
+A single cursor is slower than a Plus bucket leaks, and a cursor cannot be split (its `page_info` is opaque),
+but the span can: each slice is its own `orders.json` query with its own cursor. `plan_slices` cuts the span
+so that nothing is missed; `stream_pages` walks the slices on worker threads and hands their pages to the
+caller's thread, never letting a worker outlive the iterator.
 """
 
 from __future__ import annotations
@@ -71,10 +54,17 @@ def plan_slices(
 ) -> list[SliceFetch]:
     """Cut `[start, end]` into adjacent slices sharing their boundary seconds; one slice when not worth it.
 
-    `orders` is how many orders the span holds (`orders/count.json`) and `limit` the page size: together
-    they say how many pages the span has, which bounds the number of slices so the extra partial pages stay
-    a small share. The first slice starts at `start` and the last ends at `end` exactly (as given); inner
+    Shopify's `updated_at_min` / `updated_at_max` are inclusive and its timestamps whole seconds. Adjacent
+    slices share their boundary second, `[b0, b1], [b1, b2], ...`, so their union is exactly the span and
+    nothing is missed even if a store kept fractions of a second (an order at `b1 + 0.5` is still inside
+    `[b1, b2]`). Only orders updated in a boundary second can come twice, as the same version, which the
+    warehouse merges. The first slice starts at `start` and the last ends at `end` exactly (as given); inner
     boundaries are whole seconds, at least one second apart.
+
+    Slices are even in time, `slices_per_stream` per stream, so a dense slice (a sale, a burst) keeps one
+    worker busy while the others drain the rest. Each slice costs at most one partly filled page more than a
+    single walk would, so `orders` (from `orders/count.json`) and the page size `limit` bound the count to
+    slices of at least `min_pages_per_slice` pages; a small span is one slice.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("slice bounds must be timezone-aware datetimes")
@@ -101,75 +91,128 @@ def stream_pages(
 ) -> Iterator[OrderPage]:
     """Walk `slices` with `workers` threads, yielding their pages in arrival order, numbered 1..n.
 
-    `fetch_slice` walks one slice (page numbers and request paths of its pages are replaced here);
+    `fetch_slice` walks one slice; each of its pages is handed on with the slice's first request path.
+    Workers put pages on a queue of at most `queue_pages`, so memory stays bounded whatever the span.
     `bind_stop` is called on each worker thread with the fetch's stop event (and None when the worker ends),
-    so the fetching code can end its waits early. Threads start on the first `next()`.
+    so the fetching code can end its waits early. The first error of any worker stops the others and is
+    raised here as it was raised; closing the iterator early stops and joins the workers too. Threads start
+    on the first `next()`.
     """
-    work: queue.SimpleQueue[SliceFetch] = queue.SimpleQueue()
-    for piece in slices:
-        work.put(piece)
-    pages: queue.Queue[OrderPage] = queue.Queue(maxsize=max(1, queue_pages))
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    errors_lock = threading.Lock()
+    stream = _PageStream(slices, fetch_slice, queue_pages=queue_pages, bind_stop=bind_stop)
+    threads = stream.start(workers, name)
+    try:
+        for number, page in enumerate(stream.arrivals(threads), start=1):
+            yield dataclasses.replace(page, page_number=number)
+    finally:
+        stream.stop_and_join(threads)
 
-    def offer(page: OrderPage) -> bool:
-        while not stop.is_set():
+
+class _PageStream:
+    """The state one `stream_pages` call shares between its workers and the caller's thread."""
+
+    def __init__(
+        self,
+        slices: Sequence[SliceFetch],
+        fetch_slice: Callable[[SliceFetch], Iterator[OrderPage]],
+        *,
+        queue_pages: int,
+        bind_stop: Callable[[threading.Event | None], None],
+    ) -> None:
+        self._fetch_slice = fetch_slice
+        self._bind_stop = bind_stop
+        self._work: queue.SimpleQueue[SliceFetch] = queue.SimpleQueue()
+        for piece in slices:
+            self._work.put(piece)
+        self._pages: queue.Queue[OrderPage] = queue.Queue(maxsize=max(1, queue_pages))
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._errors_lock = threading.Lock()
+
+    # -- worker threads --------------------------------------------------------------------------------
+
+    def start(self, workers: int, name: str) -> list[threading.Thread]:
+        """Start the worker threads (at least one)."""
+        threads = [
+            threading.Thread(target=self._work_loop, name=f"{name}-{i + 1}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _work_loop(self) -> None:
+        """One worker: walk slices off the queue until none is left or the fetch stops."""
+        self._bind_stop(self._stop)
+        try:
+            while (piece := self._next_slice()) is not None:
+                if not self._walk(piece):
+                    return
+        except FetchStopped:
+            pass
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            self._fail(exc)
+        finally:
+            self._bind_stop(None)
+
+    def _next_slice(self) -> SliceFetch | None:
+        if self._stop.is_set():
+            return None
+        try:
+            return self._work.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _walk(self, piece: SliceFetch) -> bool:
+        """Queue the slice's pages, each named by the slice's first request; False once the fetch stopped."""
+        first_path: str | None = None
+        with contextlib.closing(self._fetch_slice(piece)) as walk:  # type: ignore[type-var]
+            for page in walk:
+                first_path = first_path or page.request_path
+                if not self._offer(dataclasses.replace(page, request_path=first_path)):
+                    return False
+        return True
+
+    def _offer(self, page: OrderPage) -> bool:
+        """Put `page` on the queue, waiting for room; False when the fetch stopped first."""
+        while not self._stop.is_set():
             try:
-                pages.put(page, timeout=POLL_S)
+                self._pages.put(page, timeout=POLL_S)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def run() -> None:
-        bind_stop(stop)
-        try:
-            while not stop.is_set():
-                try:
-                    piece = work.get_nowait()
-                except queue.Empty:
-                    return
-                first_path: str | None = None
-                with contextlib.closing(fetch_slice(piece)) as walk:  # type: ignore[type-var]
-                    for page in walk:
-                        first_path = first_path or page.request_path
-                        if not offer(dataclasses.replace(page, request_path=first_path)):
-                            return
-        except FetchStopped:
-            pass
-        except BaseException as exc:  # handed to the caller's thread, which raises it
-            with errors_lock:
-                if not errors:
-                    errors.append(exc)
-            stop.set()
-        finally:
-            bind_stop(None)
+    def _fail(self, exc: BaseException) -> None:
+        """Keep the first error for the caller and stop every worker."""
+        with self._errors_lock:
+            if not self._errors:
+                self._errors.append(exc)
+        self._stop.set()
 
-    threads = [
-        threading.Thread(target=run, name=f"{name}-{i + 1}", daemon=True) for i in range(max(1, workers))
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        number = 0
+    # -- the caller's thread ----------------------------------------------------------------------------
+
+    def arrivals(self, threads: list[threading.Thread]) -> Iterator[OrderPage]:
+        """Pages as they arrive, until every worker is done; a worker's error is raised here."""
         while True:
-            if errors:
-                raise errors[0]
+            if self._errors:
+                raise self._errors[0]
             try:
-                page = pages.get(timeout=POLL_S)
+                page = self._pages.get(timeout=POLL_S)
             except queue.Empty:
-                finished = not any(thread.is_alive() for thread in threads) and pages.empty()
-                if finished and not errors:
+                if self._finished(threads) and not self._errors:
                     return
                 continue  # an error is raised at the top of the loop
-            number += 1
-            yield dataclasses.replace(page, page_number=number)
-    finally:
-        stop.set()
-        while True:  # free what is queued; a worker blocked on a full queue sees `stop` within POLL_S
+            yield page
+
+    def _finished(self, threads: list[threading.Thread]) -> bool:
+        return not any(thread.is_alive() for thread in threads) and self._pages.empty()
+
+    def stop_and_join(self, threads: list[threading.Thread]) -> None:
+        """Stop the workers, free what is queued and wait for every thread to end."""
+        self._stop.set()
+        while True:  # a worker blocked on a full queue sees `stop` within POLL_S
             try:
-                pages.get_nowait()
+                self._pages.get_nowait()
             except queue.Empty:
                 break
         for thread in threads:
