@@ -16,9 +16,21 @@ from .faults import FaultInjector
 from .orders import OrderBook, OrderError
 from .query import BadRequest, Cursor, decode_cursor, encode_cursor, parse_filter, parse_limit
 from .ratelimit import LeakyBucket
-from .responses import Response, base_url, json_response, query_params, read_body
+from .responses import Response, base_url, error_response, json_response, query_params, read_body
 from .settings import DemoStoreSettings
 from .stats import RequestStats
+
+
+class GraphQLEndpoint(Protocol):
+    """What the API calls of the store's GraphQL service (graphql_api.GraphQLService)."""
+
+    def handle(
+        self, environ: dict[str, Any], version: str, number: int, headers: list[tuple[str, str]]
+    ) -> Response: ...
+
+    def download(
+        self, environ: dict[str, Any], token: str
+    ) -> tuple[int, list[tuple[str, str]], Iterable[bytes]]: ...
 
 
 class DemoStore(Protocol):
@@ -32,17 +44,16 @@ class DemoStore(Protocol):
     bucket: LeakyBucket
     faults: FaultInjector
     request_stats: RequestStats
+    graphql: GraphQLEndpoint
 
 
 ADMIN_PATH = re.compile(r"^/admin/api/(\d{4}-\d{2}|unstable)/(.+)$")
 ORDER_PATH = re.compile(r"^orders/(\d+)\.json$")
 CANCEL_PATH = re.compile(r"^orders/(\d+)/cancel\.json$")
+BULK_RESULT_PATH = re.compile(r"^/bulk-results/([A-Za-z0-9_-]+)\.jsonl$")
 UNAUTHORIZED = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
 NOT_FOUND = {"errors": "Not Found"}
 PAGE_INFO_COMPANIONS = ("page_info", "limit", "fields")
-BAD_GATEWAY_HTML = (
-    b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
-)
 
 
 def application(
@@ -50,6 +61,12 @@ def application(
 ) -> Iterable[bytes]:
     """Serve one WSGI request."""
     path = environ.get("PATH_INFO", "")
+    if match := BULK_RESULT_PATH.match(path):
+        # Streamed from disk (a result can be large), so it skips the buffered path below.
+        status, headers, chunks = store.graphql.download(environ, match.group(1))
+        store.request_stats.record(status)
+        start_response(Response(status).status_line(), headers)
+        return chunks
     if path.startswith("/_demo/"):
         response = _control(store, environ, path)
     else:
@@ -77,6 +94,9 @@ def _admin(store: DemoStore, environ: dict[str, Any], version: str, route: str) 
         return json_response(401, UNAUTHORIZED, [version_header])
     assert token is not None
     number = store.request_stats.next_admin_request()
+    if route == "graphql.json":
+        # GraphQL is metered on query cost, not by the REST call bucket.
+        return store.graphql.handle(environ, version, number, [version_header])
     params = query_params(environ)
     fault = store.faults.pick(number, "page_info" in params)
     if fault is not None and fault.status is not None:
@@ -211,10 +231,7 @@ def _fault_response(
         return _throttled(
             store, retry_after if retry_after is not None else 2.0, [version_header, limit_header]
         )
-    if status == 502:
-        return Response(502, BAD_GATEWAY_HTML, [version_header], content_type="text/html; charset=utf-8")
-    messages = {500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}
-    return json_response(status, {"errors": messages.get(status, "Error")}, [version_header])
+    return error_response(status, [version_header])
 
 
 def _oauth(store: DemoStore, environ: dict[str, Any]) -> Response:

@@ -47,6 +47,8 @@ class OrderBook:
         self._created: dict[int, OrderPlan] = {}
         self._rendered: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self._rendered_lock = threading.Lock()
+        # Bumped by every run-time change, so derived caches (GraphQL's sorted listings) know to rebuild.
+        self.revision = 0
 
     # -- lookups -------------------------------------------------------------------------------------
 
@@ -294,6 +296,7 @@ class OrderBook:
                 scenario="created",
             )
             self._created = {**self._created, order_id: plan}
+            self.revision += 1
         return self._existing(order_id, now)
 
     def _existing(self, order_id: int, now: int) -> Match:
@@ -304,6 +307,7 @@ class OrderBook:
 
     def _add(self, order_id: int, event: Event) -> None:
         self._overlay = {**self._overlay, order_id: (*self._overlay.get(order_id, ()), event)}
+        self.revision += 1
 
 
 def _key(match: Match) -> tuple[int, int]:

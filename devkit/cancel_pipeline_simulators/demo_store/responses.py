@@ -10,6 +10,9 @@ from urllib.parse import parse_qs
 import orjson
 
 JSON_TYPE = "application/json; charset=utf-8"
+BAD_GATEWAY_HTML = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+)
 
 
 @dataclass
@@ -55,3 +58,11 @@ def base_url(environ: dict[str, Any]) -> str:
     """The scheme and host the request came in on, so links point back where the client is talking."""
     host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
     return f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
+
+
+def error_response(status: int, headers: list[tuple[str, str]] | None = None) -> Response:
+    """A scripted 5xx as Shopify's edge sends it: 502 as an HTML page, the others as JSON."""
+    if status == 502:
+        return Response(502, BAD_GATEWAY_HTML, list(headers or []), content_type="text/html; charset=utf-8")
+    messages = {500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout"}
+    return json_response(status, {"errors": messages.get(status, "Error")}, headers)

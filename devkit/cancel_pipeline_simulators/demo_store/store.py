@@ -12,6 +12,7 @@ from . import api
 from .auth import TokenRegistry
 from .clock import Clock, system_clock
 from .faults import FaultInjector
+from .graphql_api import GraphQLService
 from .orders import OrderBook
 from .query import OrderFilter, parse_filter
 from .ratelimit import LeakyBucket
@@ -20,7 +21,7 @@ from .stats import RequestStats
 
 
 class DemoStore:
-    """A faithful simulator of Shopify's REST Admin API for orders, whose history unfolds along `clock`.
+    """A faithful simulator of Shopify's REST and GraphQL Admin APIs for orders, whose history unfolds along `clock`.
 
     Call it as a WSGI application (in process through httpx.WSGITransport, or over HTTP with `serve`).
     Settings may be given whole or as keyword overrides, e.g. DemoStore(seed=3, bucket_size=400).
@@ -43,6 +44,7 @@ class DemoStore:
         self.bucket = LeakyBucket(s.bucket_size, s.leak_rate)
         self.faults = FaultInjector(seed=s.seed, **(faults or {}))
         self.request_stats = RequestStats()
+        self.graphql = GraphQLService(self)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         return api.application(self, environ, start_response)
@@ -105,7 +107,7 @@ class DemoStore:
     # -- faults and counters -----------------------------------------------------------------------------
 
     def set_faults(self, **knobs: Any) -> None:
-        """Set error_rate, truncate_rate, latency and/or fail_next (see faults.py)."""
+        """Set error_rate, truncate_rate, latency, fail_next, bulk_fail_next, download_fail_next (faults.py)."""
         self.faults.configure(**knobs)
 
     def fail_next(self, *specs: dict[str, Any]) -> None:
@@ -117,6 +119,7 @@ class DemoStore:
         return self.request_stats.snapshot()
 
     def reset_counters(self) -> None:
-        """Zero the counters and empty the rate-limit buckets."""
+        """Zero the counters, empty the REST rate-limit buckets and refill the GraphQL points bucket."""
         self.request_stats.reset()
         self.bucket.reset()
+        self.graphql.bucket.reset()
