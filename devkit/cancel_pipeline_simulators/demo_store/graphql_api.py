@@ -58,6 +58,7 @@ LISTING_CACHE_SIZE = 8
 BULK_PAGE = 250
 UNDEFINED_FIELD = re.compile(r"^Cannot query field '([^']+)' on type '([^']+)'\.")
 BULK_LIMIT_FROM = "2026-01"
+CURSOR_ARGUMENT = re.compile(r'\b(?:after|before)\s*:\s*(?:"([^"]+)"|\$(\w+))')
 SORT_KEYS: dict[str, Callable[[Match], tuple[int, ...]]] = {
     "ID": lambda m: (m[0].id,),
     "CREATED_AT": lambda m: (m[0].created, m[0].id),
@@ -117,10 +118,7 @@ class GraphQLService:
             return json_response(400, {"errors": {"query": "Required parameter missing or invalid"}}, headers)
         text, variables, operation_name = request
         store = self.store
-        has_cursor = any(variables.get(name) for name in ("after", "before", "cursor")) or bool(
-            re.search(r"\b(after|before)\s*:\s*\"", text)
-        )
-        fault = store.faults.pick(number, has_cursor)
+        fault = store.faults.pick(number, _has_cursor(text, variables))
         if fault is not None and fault.status is not None:
             _wait(store)
             if fault.status == 429:
@@ -426,6 +424,15 @@ def _request_body(environ: dict[str, Any]) -> tuple[str, dict[str, Any], str | N
         return None
     name = payload.get("operationName")
     return payload["query"], variables, name if isinstance(name, str) else None
+
+
+def _has_cursor(text: str, variables: dict[str, Any]) -> bool:
+    """Whether a request pages on from a cursor (GraphQL's page_info): a literal or a non-null variable."""
+    for match in CURSOR_ARGUMENT.finditer(text):
+        literal, variable = match.groups()
+        if literal or (variable and variables.get(variable)):
+            return True
+    return False
 
 
 def _wait(store: DemoStore) -> None:
