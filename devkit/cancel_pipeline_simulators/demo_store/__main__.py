@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from cancel_pipeline_simulators.http_server import serve_forever
 
 from .clock import FrozenClock, system_clock
-from .settings import DemoStoreSettings
+from .settings import GRAPHQL_PLANS, DemoStoreSettings
 from .store import DemoStore
 
 
@@ -32,6 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--token-expires-in", type=int, default=defaults.token_expires_in)
     run.add_argument("--now", help="freeze the clock at this ISO 8601 time (with offset or Z)")
     run.add_argument("--error-rate", type=float, default=0.0)
+    run.add_argument(
+        "--graphql-plan",
+        choices=sorted(GRAPHQL_PLANS),
+        default="standard",
+        help="GraphQL points bucket and restore rate of this Shopify plan",
+    )
+    run.add_argument("--graphql-throttled-status", type=int, choices=(200, 429), default=200)
+    run.add_argument("--bulk-start-delay", type=float, default=defaults.bulk_start_delay)
+    run.add_argument("--bulk-seconds-per-1000", type=float, default=defaults.bulk_seconds_per_1000)
+    run.add_argument(
+        "--bulk-max-running", type=int, default=None, help="bulk queries at once (default: by API version)"
+    )
     args = parser.parse_args(argv)
 
     store = DemoStore(
@@ -45,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         token_expires_in=args.token_expires_in,
         clock=FrozenClock(args.now) if args.now else system_clock,
         faults={"error_rate": args.error_rate},
+        graphql_bucket_size=GRAPHQL_PLANS[args.graphql_plan][0],
+        graphql_restore_rate=GRAPHQL_PLANS[args.graphql_plan][1],
+        graphql_throttled_status=args.graphql_throttled_status,
+        bulk_start_delay=args.bulk_start_delay,
+        bulk_seconds_per_1000=args.bulk_seconds_per_1000,
+        bulk_max_running=args.bulk_max_running,
     )
     print(f"demo store serving on http://{args.host}:{args.port} (seed {args.seed})", file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
