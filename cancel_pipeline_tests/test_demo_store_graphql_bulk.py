@@ -246,6 +246,7 @@ def test_expired_url(quick: ServedDemoStore) -> None:
         ("{ orders { edges { node { name lineItems { edges { node { id } } } } } } }", "'id' field"),
         ("{ orders { edges { node { bogus } } } }", "Invalid bulk query"),
         ("{ orders(", "Invalid bulk query"),
+        ('{ orders(query: "vendor:acme") { edges { node { id } } } }', "vendor"),
     ],
 )
 def test_invalid_bulk_queries(quick: ServedDemoStore, query: str, message: str) -> None:

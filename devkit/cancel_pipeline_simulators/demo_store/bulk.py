@@ -7,7 +7,8 @@ larger of the store clock's advance and real time, so tests on a frozen clock ca
 just waits. Cancelling shows CANCELING for `bulk_cancel_delay` seconds, then CANCELED.
 
 JSONL: one line per node of the top-level connection; each node of a connection nested in it is a line of its
-own carrying `__parentId`, written right after its parent. List fields (an order's `refunds`), and any
+own carrying `__parentId`, written right after its parent (whatever `groupObjects` says: that order
+satisfies both of its meanings). List fields (an order's `refunds`), and any
 connection inside one (`refunds { refundLineItems }`), stay inline in the parent's line: Shopify does not
 document where such a connection goes, this is a choice.
 """

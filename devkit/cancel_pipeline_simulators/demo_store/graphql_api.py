@@ -33,8 +33,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from graphql import (
     DocumentNode,
+    FieldNode,
     FragmentDefinitionNode,
     GraphQLError,
+    OperationDefinitionNode,
+    StringValueNode,
     execute,
     get_operation_ast,
     parse,
@@ -104,6 +107,8 @@ class GraphQLService:
             OrderedDict()
         )
         self._listings_lock = threading.Lock()
+        # Checking the running operations and starting one is a single step, or two requests could both pass.
+        self._bulk_start_lock = threading.Lock()
 
     # -- HTTP -------------------------------------------------------------------------------------------
 
@@ -339,10 +344,20 @@ class GraphQLService:
             document = validate_bulk_query(self.schema, text)
         except BulkQueryInvalid as error:
             return _bulk_error("INVALID", ["query"], str(error))
+        search = _root_search(document)
+        if search is not None:
+            try:
+                parse_search(search, self.store.tz, context.version)
+            except SearchError as error:
+                return _bulk_error("INVALID", ["query"], f"Invalid bulk query: {error}")
         limit = self.store.settings.bulk_max_running
         if limit is None:
             newer = context.version == "unstable" or context.version >= BULK_LIMIT_FROM
             limit = 5 if newer else 1
+        with self._bulk_start_lock:
+            return self._start_bulk(context, text, document, limit)
+
+    def _start_bulk(self, context: Context, text: str, document: DocumentNode, limit: int) -> dict[str, Any]:
         running = self.bulk.running(context.now)
         if len(running) >= limit:
             if limit == 1:
@@ -387,6 +402,16 @@ class GraphQLService:
             return {"bulkOperation": shown, "userErrors": [{"field": None, "message": message}]}
         self.bulk.cancel(op, context.now)
         return {"bulkOperation": self.bulk.as_graphql(op, context.now, context.base_url), "userErrors": []}
+
+
+def _root_search(document: DocumentNode) -> str | None:
+    """The search string literal of a bulk query's top-level connection, if it has one."""
+    operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+    root = next(s for s in operation.selection_set.selections if isinstance(s, FieldNode))
+    for argument in root.arguments:
+        if argument.name.value == "query" and isinstance(argument.value, StringValueNode):
+            return argument.value.value
+    return None
 
 
 def _bulk_error(code: str, field: list[str] | None, message: str) -> dict[str, Any]:
