@@ -246,13 +246,22 @@ class BulkOperations:
         self._operations: dict[int, BulkOperation] = {}
         self._by_token: dict[str, BulkOperation] = {}
         self._numbers = itertools.count(BULK_ID_BASE + 1)
-        self._folder = tempfile.mkdtemp(prefix="demo-store-bulk-")
-        # Removed when the store goes away; a finalizer, not TemporaryDirectory, to avoid its ResourceWarning.
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self._folder: str | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    def _results_folder(self) -> str:
+        # Made on the first bulk query (most stores never run one) and removed when the store goes away; a
+        # finalizer, not TemporaryDirectory, which warns when it is cleaned up implicitly.
+        with self._lock:
+            if self._folder is None:
+                self._folder = tempfile.mkdtemp(prefix="demo-store-bulk-")
+                self._finalizer = weakref.finalize(self, shutil.rmtree, self._folder, True)
+            return self._folder
 
     def close(self) -> None:
         """Remove the result files now."""
-        self._finalizer()
+        if self._finalizer is not None:
+            self._finalizer()
 
     def running(self, now: datetime) -> list[BulkOperation]:
         """Operations not yet finished as clients see them."""
@@ -278,7 +287,7 @@ class BulkOperations:
             created=now,
             started_monotonic=time.monotonic(),
             token=token,
-            path=os.path.join(self._folder, f"{number}.jsonl"),
+            path=os.path.join(self._results_folder(), f"{number}.jsonl"),
         )
         with self._lock:
             self._operations[number] = op

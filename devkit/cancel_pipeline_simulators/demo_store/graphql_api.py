@@ -8,7 +8,7 @@ auth like Shopify's signed storage URLs, at /bulk-results/<token>.jsonl, with Ra
 What is simulated, and what is a guess:
 - Simulated from Shopify's docs: the `orders` connection (first/after/last/before/reverse, sortKey ID,
   CREATED_AT, PROCESSED_AT, UPDATED_AT with id as tie-break, at most 250 a page), `ordersCount` with
-  {count, precision} capped by `limit`, `order`, `node(s)`, the Order fields of the fact sheet; search
+  {count, precision} capped by `limit`, `order`, `node(s)`, the Order fields the pipeline reads; search
   syntax (graphql_search.py); cost rules and THROTTLED (graphql_cost.py); bulk restrictions, statuses,
   URL lifetime of seven days, one running bulk query per app before 2026-01 and five from it (bulk.py).
 - Guesses (Shopify does not document them): default sortKey ID; `first` over 250 and a missing

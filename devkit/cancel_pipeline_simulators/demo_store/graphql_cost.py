@@ -1,6 +1,6 @@
 """Query cost as Shopify computes it, and the points bucket that meters it (per app, i.e. per store here).
 
-Rules (fact sheet §4; shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits): a scalar or enum field
+Rules (shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits): a scalar or enum field
 costs 0, an object 1, an interface or union the dearest of its possible selections; a connection costs
 2 + first (or last) x the cost of one node, multiplying through nesting (the "+2" is what clients observe,
 not documented); the connection's own `edges`, `pageInfo` and the edge object are free. A mutation costs 10.
