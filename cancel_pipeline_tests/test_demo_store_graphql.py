@@ -364,6 +364,12 @@ def test_errors_auth_and_content_types(demo_store_server: ServedDemoStore) -> No
     assert "first" in too_many["errors"][0]["message"]
     bad_cursor = gql.post('{ orders(first: 1, after: "nope") { nodes { id } } }').json()
     assert "Invalid cursor" in bad_cursor["errors"][0]["message"]
+    by_id = gql("{ orders(first: 1, sortKey: ID) { pageInfo { endCursor } } }")["data"]["orders"]["pageInfo"]
+    mixed = gql.post(
+        "query($c: String) { orders(first: 1, after: $c, sortKey: UPDATED_AT) { nodes { id } } }",
+        c=by_id["endCursor"],
+    ).json()
+    assert "Invalid cursor" in mixed["errors"][0]["message"], "a cursor of another sortKey is refused"
     bad_gid = gql.post('{ order(id: "123") { id } }').json()
     assert "Invalid global id '123'" in bad_gid["errors"][0]["message"]
     raw = httpx.post(

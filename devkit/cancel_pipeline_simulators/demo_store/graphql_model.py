@@ -108,6 +108,10 @@ def graphql_order(book: OrderBook, match: Match) -> dict[str, Any]:
         "totalPriceSet": money_bag(rest["total_price_set"]),
         "subtotalPriceSet": _bag(rest["subtotal_price"], currency),
         "currentTotalPriceSet": _bag(rest["current_total_price"], currency),
+        "currentSubtotalPriceSet": _bag(rest["current_subtotal_price"], currency),
+        "totalTaxSet": _bag(rest["total_tax"], currency),
+        "currentTotalTaxSet": _bag(rest["current_total_tax"], currency),
+        "note": rest["note"],
         "lineItems": lambda info, **args: connection(
             line_items, lambda item: (int(item["legacyResourceId"]),), args, bulk=_bulk(info)
         ),
@@ -239,8 +243,17 @@ def connection(
             return count - bisect_right(keys, cursor)
         return bisect_left(keys, cursor)
 
-    start = position_after(decode_cursor(after)) if after else 0
-    stop = position_before(decode_cursor(before)) if before else count
+    def checked(cursor: str) -> tuple[Any, ...]:
+        decoded = decode_cursor(cursor)
+        if keys and len(decoded) != len(keys[0]):
+            # A cursor minted under another sortKey names a different kind of position.
+            raise GraphQLError(
+                f"Invalid cursor {cursor!r} for this sortKey", extensions={"code": "BAD_REQUEST"}
+            )
+        return decoded
+
+    start = position_after(checked(after)) if after else 0
+    stop = position_before(checked(before)) if before else count
     stop = max(stop, start)
     window_start, window_stop = start, stop
     if first is not None:

@@ -75,6 +75,10 @@ type Order implements Node {
   totalPriceSet: MoneyBag!
   subtotalPriceSet: MoneyBag
   currentTotalPriceSet: MoneyBag!
+  currentSubtotalPriceSet: MoneyBag!
+  totalTaxSet: MoneyBag
+  currentTotalTaxSet: MoneyBag!
+  note: String
   lineItems(first: Int, after: String, last: Int, before: String, reverse: Boolean = false): LineItemConnection!
   refunds(first: Int): [Refund!]!
 }
