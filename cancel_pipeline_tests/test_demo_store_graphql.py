@@ -313,6 +313,8 @@ def check_costs(gql: GraphQL) -> None:
     none = gql('{ orders(first: 50, query: "id:1") { edges { node { id } } } }')["extensions"]["cost"]
     assert none["requestedQueryCost"] == 52 and none["actualQueryCost"] == 2
     assert none["throttleStatus"]["currentlyAvailable"] == 2000 - cost["actualQueryCost"] - 2
+    by_default = gql("query($n: Int = 40) { orders(first: $n) { nodes { id } } }")["extensions"]["cost"]
+    assert by_default["requestedQueryCost"] == 42, "a variable's default value is costed"
 
 
 def test_throttled_when_the_bucket_is_empty(demo_clock: FrozenClock) -> None:

@@ -40,6 +40,7 @@ from graphql import (
     StringValueNode,
     execute,
     get_operation_ast,
+    get_variable_values,
     parse,
     validate,
 )
@@ -153,10 +154,11 @@ class GraphQLService:
             message = f"No operation named {name!r}" if name else "An operation name is required"
             return json_response(200, {"errors": [{"message": message}]})
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        try:
-            requested = query_cost(self.schema, operation, fragments, variables)
-        except GraphQLError as error:
-            return json_response(200, {"errors": [_formatted(error)]})
+        # Costed on the coerced variables, so a variable's default value counts as sent.
+        coerced = get_variable_values(self.schema, operation.variable_definitions, variables)
+        if isinstance(coerced, list):
+            return json_response(200, {"errors": [_formatted(e) for e in coerced]})
+        requested = query_cost(self.schema, operation, fragments, coerced)
         if requested > SINGLE_QUERY_MAX:
             status = CostStatus(self.bucket.maximum, self._available(), self.bucket.restore_rate)
             error = {
@@ -185,7 +187,7 @@ class GraphQLService:
         if result.data is None:
             actual = 0 if result.errors else requested
         else:
-            actual = min(requested, query_cost(self.schema, operation, fragments, variables, result.data))
+            actual = min(requested, query_cost(self.schema, operation, fragments, coerced, result.data))
         status = self.bucket.refund(BUCKET_KEY, requested - actual)
         payload: dict[str, Any] = {}
         if result.errors:
