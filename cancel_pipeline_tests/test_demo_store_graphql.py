@@ -258,6 +258,11 @@ def test_search_syntax(plus_store_server: ServedDemoStore, gql: GraphQL) -> None
     assert count(f"{window} status:cancelled") == count(f"{window} AND status:cancelled"), "AND is implied"
     double = f'updated_at:>="{z(start)}" AND updated_at:<="{z(end)}"'
     assert count(double) == count(window)
+    bare = f"updated_at:>={z(NOW - timedelta(hours=3))}"
+    day = f"updated_at:>='{NOW.astimezone(store.tz).date().isoformat()}'"
+    assert count(bare) == count(day) > count(f"updated_at:>='{z(NOW - timedelta(hours=3))}'"), (
+        "an unquoted date-time loses its time"
+    )
     cancelled = gql.all_pages(IDS_PAGE, 250, query=f"{window} status:cancelled")
     assert cancelled and all(store.get_order(int(n["legacyResourceId"]))["cancelled_at"] for n in cancelled)
     ids = sorted(int(n["legacyResourceId"]) for n in gql.all_pages(IDS_PAGE, 250, query=window))
