@@ -131,6 +131,8 @@ def test_lifecycle_to_completed_and_jsonl_equals_the_paged_answer(slow: ServedDe
     assert done["query"] == BULK_QUERY and done["partialDataUrl"] is None
     current = bulk("{ currentBulkOperation { id status url } }")["currentBulkOperation"]
     assert current == {"id": op_id, "status": "COMPLETED", "url": done["url"]}
+    as_node = bulk("query($id: ID!) { node(id: $id) { ... on BulkOperation { status url } } }", id=op_id)
+    assert as_node["node"] == {"status": "COMPLETED", "url": done["url"]}
     download = httpx.get(done["url"])  # no token: a signed URL
     assert download.status_code == 200 and len(download.content) == int(done["fileSize"])
     lines = jsonl(download.text)
