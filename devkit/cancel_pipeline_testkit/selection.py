@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import dagster as dg
+
 from cancel_pipeline_testkit.graphql import AssetNode
 
 
