@@ -7,6 +7,7 @@ reload. Invalid values fail loudly at load time, naming the variable.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,7 +18,8 @@ from cancel_pipeline.stuck_rule import DEFAULT_STUCK_THRESHOLDS
 
 DEFAULT_DUCKDB_PATH = "data/cancel_pipeline.duckdb"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"
-_MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_MEMORY_LIMIT = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+DEFAULT_DELIVERY_OVERDUE_HOURS = 6.0
 
 
 class SettingsError(ValueError):
@@ -55,6 +57,9 @@ class PipelineSettings:
     stuck_thresholds: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_STUCK_THRESHOLDS))
     """How long an order of each `source_name` may stay in 'created' (key `other`: any other source).
     `CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS`, e.g. `pos=1,web=24,shopify_draft_order=48,other=24`."""
+    delivery_overdue: timedelta = timedelta(hours=DEFAULT_DELIVERY_OVERDUE_HOURS)
+    """How long a cancellation notice may wait undelivered (pending, retrying or being sent) before the
+    outbox check flags it. `CANCEL_PIPELINE_DELIVERY_OVERDUE_HOURS`."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -74,6 +79,9 @@ class PipelineSettings:
             duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or DEFAULT_DUCKDB_PATH,
             duckdb_memory_limit=_memory_limit(env, "CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT"),
             stuck_thresholds=_thresholds(env, "CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS"),
+            delivery_overdue=timedelta(
+                hours=_hours(env, "CANCEL_PIPELINE_DELIVERY_OVERDUE_HOURS", DEFAULT_DELIVERY_OVERDUE_HOURS)
+            ),
         )
         if settings.first_window_start.second or settings.first_window_start.microsecond:
             raise SettingsError("CANCEL_PIPELINE_FIRST_WINDOW must fall on a whole minute")
@@ -90,8 +98,10 @@ def _int(
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -99,9 +109,24 @@ def _memory_limit(env: Mapping[str, str], name: str) -> str:
     raw = (env.get(name) or "").strip()
     if not raw:
         return DEFAULT_DUCKDB_MEMORY_LIMIT
-    if not _MEMORY_LIMIT.fullmatch(raw):
-        raise SettingsError(f"{name} must be a size such as '1GB' or '512MB', got {raw!r}")
+    match = _MEMORY_LIMIT.fullmatch(raw)
+    # DuckDB takes '0MB' and then fails every query that needs memory: refuse it here, by name.
+    if not match or float(match.group(1)) <= 0:
+        raise SettingsError(f"{name} must be a size above zero such as '1GB' or '512MB', got {raw!r}")
     return raw
+
+
+def _hours(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name} must be a number of hours above zero, got {raw!r}")
+    return value
 
 
 def _thresholds(env: Mapping[str, str], name: str) -> dict[str, timedelta]:
@@ -113,7 +138,8 @@ def _thresholds(env: Mapping[str, str], name: str) -> dict[str, timedelta]:
             value = float(hours) if equals and source.strip() else -1.0
         except ValueError:
             value = -1.0
-        if value <= 0:
+        # 'nan' and 'inf' parse as floats but make no timedelta.
+        if not math.isfinite(value) or value <= 0:
             raise SettingsError(
                 f"{name} must be a list like 'pos=1,web=24,other=24' (hours > 0 per source_name), got {item!r}"
             )

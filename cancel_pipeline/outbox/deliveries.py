@@ -23,34 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 
-DELIVERIES_TABLE = "cancellation_deliveries"
-
-CANCELLATION_DELIVERIES_DDL = """
-create table if not exists cancellation_deliveries (
-    order_id          bigint      not null,
-    target            varchar     not null,
-    outcome           varchar     not null,  -- see the module docstring
-    attempts          integer     not null,  -- calls whose answer (or lack of one) counts against the cap
-    last_status       integer,               -- HTTP status of the latest answer; null when none came
-    error             varchar,               -- the target's message or the transport error, never a secret
-    cancel_reason     varchar,               -- Shopify's cancel reason, sent as the notice's reason
-    needs_follow_up   boolean     not null,  -- rejected, or gave up after the cap: a person must look
-    outcome_unknown   boolean     not null,  -- the latest call may have reached the target unanswered
-    queued_at         timestamptz not null,
-    first_tried_at    timestamptz,
-    last_tried_at     timestamptz,
-    delivered_at      timestamptz,
-    next_attempt_at   timestamptz,           -- when a 'retrying' row is due again
-    claim_token       varchar,               -- the run (and call) holding a 'sending' row
-    claimed_until     timestamptz,           -- the lease: past it, the claim is considered lost
-    primary key (order_id, target)
-);
-"""
+from cancel_pipeline.warehouse.schema import CANCELLATION_DELIVERIES_DDL, DELIVERIES_TABLE
 
 FLAGGED_OUTCOMES = ("rejected", "gave_up")
 """Outcomes that need a person; the follow-up check lists them and the retry job releases them."""
@@ -89,13 +67,15 @@ class Claim:
 
 
 def ensure_deliveries_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create `cancellation_deliveries` if missing (the session time zone is set to UTC)."""
+    """Create `cancellation_deliveries` if missing (the session time zone is set to UTC). `ensure_schema`
+    creates it too, so a warehouse has the (empty) table before any target is configured."""
     con.execute("set TimeZone = 'UTC'")
     con.execute(CANCELLATION_DELIVERIES_DDL)
 
 
 def deliveries_table_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the outbox table exists (it is created by the first run with a target configured)."""
+    """Whether the outbox table exists (a warehouse made before the table joined `ensure_schema` may lack it
+    until its next run)."""
     row = con.execute(
         "select count(*) from information_schema.tables where table_schema = 'main' and table_name = ?",
         [DELIVERIES_TABLE],
@@ -315,6 +295,32 @@ def flagged_deliveries(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             where needs_follow_up
             order by first_tried_at nulls last, order_id, target
             """
+        )
+    )
+
+
+UNDELIVERED_OUTCOMES = ("pending", "retrying", "sending")
+"""Outcomes of a delivery still waiting to reach its target."""
+
+
+def overdue_deliveries(
+    con: duckdb.DuckDBPyConnection, targets: Sequence[str], now: datetime, older_than: timedelta
+) -> list[dict[str, Any]]:
+    """Deliveries to `targets` still undelivered (pending, retrying or being sent) more than `older_than`
+    after they were queued, oldest first: runs that never reach them, or a target that keeps failing."""
+    if not targets:
+        return []
+    return _dicts(
+        con.execute(
+            """
+            select order_id, target, outcome, attempts, last_status, error, queued_at, next_attempt_at
+            from cancellation_deliveries
+            where outcome in (select unnest($outcomes::varchar[]))
+              and target in (select unnest($targets::varchar[]))
+              and queued_at < $cutoff
+            order by queued_at, order_id, target
+            """,
+            {"outcomes": list(UNDELIVERED_OUTCOMES), "targets": list(targets), "cutoff": now - older_than},
         )
     )
 

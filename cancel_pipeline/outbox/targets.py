@@ -25,6 +25,7 @@ the next run; an invalid file fails the run with a message naming the file and t
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -111,11 +112,25 @@ def load_targets(environ: Mapping[str, str] | None = None) -> list[Target]:
     path = env.get(TARGETS_FILE_VARIABLE, "").strip()
     if path:
         targets += parse_targets_file(Path(path))
-    if env.get(DEMO_TARGET_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}:
+    if demo_target_switch(env):
         if any(target.name == DEMO_TARGET_NAME for target in targets):
             raise TargetsError(f"{path}: the name {DEMO_TARGET_NAME!r} is reserved for the demo target")
         targets.append(demo_target())
     return targets
+
+
+_ON = {"1", "true", "yes", "on"}
+_OFF = {"", "0", "false", "no", "off"}
+
+
+def demo_target_switch(environ: Mapping[str, str]) -> bool:
+    """Whether `CANCEL_PIPELINE_DEMO_TARGET` switches the demo target on; a value that is neither on nor off
+    is an error rather than a silent "off"."""
+    raw = environ.get(DEMO_TARGET_VARIABLE, "")
+    value = raw.strip().lower()
+    if value not in _ON | _OFF:
+        raise TargetsError(f"{DEMO_TARGET_VARIABLE} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+    return value in _ON
 
 
 def enabled_targets(environ: Mapping[str, str] | None = None) -> list[Target]:
@@ -129,6 +144,11 @@ def parse_targets_file(path: Path) -> list[Target]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise TargetsError(f"{TARGETS_FILE_VARIABLE}: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise TargetsError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save "
+            "the targets file as UTF-8"
+        ) from None
     except json.JSONDecodeError as error:
         raise TargetsError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
     entries = document.get("targets") if isinstance(document, dict) else None
@@ -185,10 +205,10 @@ def parse_target(name: str, entry: Any, *, where: str = "targets") -> Target:
             include_test_orders=_typed(entry, "include_test_orders", bool, False, at),
         ),
         timeout_s=_positive(entry, "timeout_s", 10.0, at),
-        max_attempts=int(_positive(entry, "max_attempts", 5, at)),
+        max_attempts=_count(entry, "max_attempts", 5, at),
         backoff_base_s=_positive(entry, "backoff_base_s", 60.0, at),
         backoff_max_s=_positive(entry, "backoff_max_s", 3600.0, at),
-        max_per_run=int(_positive(entry, "max_per_run", 500, at)),
+        max_per_run=_count(entry, "max_per_run", 500, at),
     )
 
 
@@ -208,9 +228,25 @@ def _strings(entry: dict[str, Any], key: str, at: str) -> tuple[str, ...]:
 
 def _positive(entry: dict[str, Any], key: str, default: float, at: str) -> float:
     value = entry.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise TargetsError(f"{at}: {key} must be a positive number")
+    # Python's JSON reader takes NaN and Infinity, which compare as neither positive nor not.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise TargetsError(f"{at}: {key} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _count(entry: dict[str, Any], key: str, default: int, at: str) -> int:
+    # A fraction would be truncated, and 0.5 becoming 0 leaves every delivery pending for ever.
+    value = entry.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TargetsError(f"{at}: {key} must be a whole number, at least 1, got {value!r}")
+    return value
 
 
 def _instant(entry: dict[str, Any], key: str, at: str) -> datetime | None:

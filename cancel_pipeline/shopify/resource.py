@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from typing import Any
 
 import dagster as dg
@@ -19,7 +20,8 @@ import httpx
 from pydantic import Field
 
 from cancel_pipeline.embedded import embedded_shop
-from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient
+from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient, resolve_store
+from cancel_pipeline.shopify.errors import ShopifyConfigError
 
 #: Base URL of the in-process demo store (never resolved by DNS: requests go through a WSGI transport).
 DEMO_BASE_URL = "http://demo-store.local"
@@ -89,12 +91,17 @@ class ShopifyResource(dg.ConfigurableResource):
             for field, variable in _SECRET_VARIABLES.items()
             if os.environ.get(variable)
         }
-        if size := os.environ.get("SHOPIFY_BUCKET_SIZE"):
-            settings["bucket_size"] = int(size)
-        if rate := os.environ.get("SHOPIFY_LEAK_RATE"):
-            settings["leak_rate"] = float(rate)
+        if (size := os.environ.get("SHOPIFY_BUCKET_SIZE", "")).strip():
+            settings["bucket_size"] = bucket_size_setting(size)
+        if (rate := os.environ.get("SHOPIFY_LEAK_RATE", "")).strip():
+            settings["leak_rate"] = leak_rate_setting(rate)
         if (streams := os.environ.get("SHOPIFY_FETCH_STREAMS")) is not None and streams.strip():
             settings["fetch_streams"] = fetch_streams_setting(streams)
+        # Neither is a secret, so both are checked now: a typo fails the load, not the first run.
+        if (version := os.environ.get("SHOPIFY_API_VERSION", "")).strip():
+            api_version_setting(version)
+        if (store := os.environ.get("SHOPIFY_STORE", "")).strip():
+            store_setting(store)
         return cls(**settings)
 
     @property
@@ -144,6 +151,62 @@ class ShopifyResource(dg.ConfigurableResource):
         )
 
 
+class ShopifySettingsError(ValueError):
+    """A `SHOPIFY_*` variable holds a value the pipeline cannot use; the message names the variable."""
+
+
+_API_VERSION = re.compile(r"\d{4}-(0[1-9]|1[0-2])|unstable")
+
+
+def bucket_size_setting(raw: str) -> int:
+    """`SHOPIFY_BUCKET_SIZE` as a whole number of requests, at least 1."""
+    try:
+        size = int(raw.strip())
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ShopifySettingsError(
+            f"SHOPIFY_BUCKET_SIZE must be a whole number of requests, at least 1 (40 on Standard, 400 on "
+            f"Plus), got {raw!r}"
+        )
+    return size
+
+
+def leak_rate_setting(raw: str) -> float:
+    """`SHOPIFY_LEAK_RATE` as requests per second above zero."""
+    try:
+        rate = float(raw.strip())
+    except ValueError:
+        rate = 0.0
+    if not math.isfinite(rate) or rate <= 0:
+        raise ShopifySettingsError(
+            f"SHOPIFY_LEAK_RATE must be a number of requests per second above zero (2 on Standard, 20 on "
+            f"Plus), got {raw!r}"
+        )
+    return rate
+
+
+def api_version_setting(raw: str) -> str:
+    """`SHOPIFY_API_VERSION` as Shopify names versions: `YYYY-MM` or `unstable`."""
+    version = raw.strip()
+    if not _API_VERSION.fullmatch(version):
+        raise ShopifySettingsError(
+            f"SHOPIFY_API_VERSION must be an Admin API version such as {DEFAULT_API_VERSION!r}, got {raw!r}"
+        )
+    return version
+
+
+def store_setting(raw: str) -> str:
+    """`SHOPIFY_STORE` as the client takes it: `my-shop`, `my-shop.myshopify.com` or an http(s) base URL."""
+    try:
+        _, label = resolve_store(raw)
+    except ShopifyConfigError as error:
+        raise ShopifySettingsError(f"SHOPIFY_STORE: {error}") from None
+    if any(character.isspace() for character in raw.strip()):
+        raise ShopifySettingsError(f"SHOPIFY_STORE must be a shop name or URL without spaces, got {raw!r}")
+    return label
+
+
 def fetch_streams_setting(raw: str) -> int:
     """`SHOPIFY_FETCH_STREAMS` as an int in 1..MAX_FETCH_STREAMS; anything else fails naming the variable."""
     try:
@@ -151,7 +214,7 @@ def fetch_streams_setting(raw: str) -> int:
     except ValueError:
         streams = 0
     if not 1 <= streams <= MAX_FETCH_STREAMS:
-        raise ValueError(
+        raise ShopifySettingsError(
             f"SHOPIFY_FETCH_STREAMS must be a whole number from 1 to {MAX_FETCH_STREAMS}, got {raw!r}"
         )
     return streams

@@ -125,9 +125,35 @@ create table if not exists orders (
 );
 """
 
+DELIVERIES_TABLE = "cancellation_deliveries"
+
+# The outbox (written by `cancel_pipeline.outbox.deliveries`). It is created with the other tables so that
+# queries and dashboards find it, empty, before any downstream target is configured.
+CANCELLATION_DELIVERIES_DDL = """
+create table if not exists cancellation_deliveries (
+    order_id          bigint      not null,
+    target            varchar     not null,
+    outcome           varchar     not null,  -- see cancel_pipeline.outbox.deliveries
+    attempts          integer     not null,  -- calls whose answer (or lack of one) counts against the cap
+    last_status       integer,               -- HTTP status of the latest answer; null when none came
+    error             varchar,               -- the target's message or the transport error, never a secret
+    cancel_reason     varchar,               -- Shopify's cancel reason, sent as the notice's reason
+    needs_follow_up   boolean     not null,  -- rejected, or gave up after the cap: a person must look
+    outcome_unknown   boolean     not null,  -- the latest call may have reached the target unanswered
+    queued_at         timestamptz not null,
+    first_tried_at    timestamptz,
+    last_tried_at     timestamptz,
+    delivered_at      timestamptz,
+    next_attempt_at   timestamptz,           -- when a 'retrying' row is due again
+    claim_token       varchar,               -- the run (and call) holding a 'sending' row
+    claimed_until     timestamptz,           -- the lease: past it, the claim is considered lost
+    primary key (order_id, target)
+);
+"""
+
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw and derived tables if missing and set the session's TimeZone to UTC.
+    """Create the raw and derived tables and the outbox if missing, and set the session's TimeZone to UTC.
 
     UTC makes every TIMESTAMPTZ the warehouse shows, and every timestamp string without an offset it parses,
     read as UTC whatever the host's zone is.
@@ -135,6 +161,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set TimeZone = 'UTC'")
     con.execute(RAW_ORDER_PAGES_DDL)
     con.execute(DERIVED_TABLES_DDL)
+    con.execute(CANCELLATION_DELIVERIES_DDL)
 
 
 def table_column_schema(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:

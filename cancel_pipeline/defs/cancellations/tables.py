@@ -11,15 +11,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
+from cancel_pipeline.defs.cancellations.columns import column_description
 from cancel_pipeline.defs.conventions import CANCELLATIONS_GROUP, DUCKDB_WRITER_POOL, OWNERS
 from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages, raw_updated_order_pages
 from cancel_pipeline.defs.metadata import jsonable, markdown_table
 from cancel_pipeline.defs.refresh.assets import raw_refreshed_order_pages
 from cancel_pipeline.warehouse.derive import DeriveResult, derive_new_pages
 from cancel_pipeline.warehouse.queries import duplicate_keys, new_rejects, reject_reason_counts
-from cancel_pipeline.warehouse.schema import KEY_COLUMNS, table_column_schema
+from cancel_pipeline.warehouse.schema import (
+    KEY_COLUMNS,
+    derived_table_schemas,
+    ensure_schema,
+    table_column_schema,
+)
 
 KINDS = {"duckdb", "sql"}
 RAW_PARENTS = (raw_canceled_order_pages, raw_updated_order_pages, raw_refreshed_order_pages)
@@ -37,6 +44,34 @@ CANCELED_LINE_ITEMS_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
+DERIVE_AFTER_RAW = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+"""Derive whenever a raw parent lands new pages, however its run was launched (a UI backfill of a raw asset
+alone, say). `eager()` itself never fires here: it waits for every parent partition since the first window,
+and for `raw_refreshed_order_pages`, which may never run. A run that already includes the tables does not
+trigger a second derivation (Dagster skips updates made by a run that targeted this asset too), and nothing
+is requested while a raw run is still in progress."""
+
+
+def _declared_schemas() -> dict[str, list[tuple[str, str]]]:
+    # The tables' columns as the DDL declares them, so the UI shows them (described) before any run.
+    with duckdb.connect(":memory:") as con:
+        ensure_schema(con)
+        return derived_table_schemas(con)
+
+
+_DECLARED_SCHEMAS = _declared_schemas()
+
+
+def _column_schema(table: str, schema: list[tuple[str, str]] | None = None) -> dg.TableSchema:
+    """The table's columns and types with the data contract's description of each."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, data_type, description=column_description(table, name))
+            for name, data_type in (_DECLARED_SCHEMAS[table] if schema is None else schema)
+        ]
+    )
+
+
 def _spec(name: str, description: str, deps: Sequence[Any], **kwargs: Any) -> dg.AssetSpec:
     return dg.AssetSpec(
         name,
@@ -45,7 +80,8 @@ def _spec(name: str, description: str, deps: Sequence[Any], **kwargs: Any) -> dg
         group_name=CANCELLATIONS_GROUP,
         kinds=KINDS,
         owners=OWNERS,
-        metadata={"dagster/table_name": f"main.{name}"},
+        metadata={"dagster/table_name": f"main.{name}", "dagster/column_schema": _column_schema(name)},
+        automation_condition=DERIVE_AFTER_RAW,
         **kwargs,
     )
 
@@ -167,9 +203,7 @@ def _table_metadata(
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": result.row_counts.get(table, 0),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, data_type) for name, data_type in schemas[table]]
-        ),
+        "dagster/column_schema": _column_schema(table, schemas[table]),
         "pages_processed": result.pages_processed,
         "full_refresh": result.full_refresh,
     }

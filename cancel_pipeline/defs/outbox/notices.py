@@ -23,6 +23,7 @@ from cancel_pipeline.outbox.targets import (
     MissingToken,
     TargetsError,
     enabled_targets,
+    load_targets,
 )
 
 PREVIEW_ROWS = 20
@@ -31,6 +32,11 @@ NO_TARGET_MESSAGE = (
     f"No downstream target is configured ({TARGETS_FILE_VARIABLE} names no targets file and "
     f"{DEMO_TARGET_VARIABLE} is off): no cancellation notice was sent."
 )
+
+
+# The targets file is re-read by every run (edits apply to the next run), and also read once here so that an
+# invalid file fails the load of the definitions, naming the file and the key, instead of a run later.
+load_targets()
 
 
 class NoticesConfig(dg.Config):
@@ -45,6 +51,8 @@ class NoticesConfig(dg.Config):
 
 @dg.asset(
     deps=["canceled_orders"],
+    # Follows the tables, in the same automation run when they are derived because raw pages landed.
+    automation_condition=dg.AutomationCondition.eager(),
     pool=DUCKDB_WRITER_POOL,
     kinds={"duckdb", "api"},
     group_name=OUTBOX_GROUP,

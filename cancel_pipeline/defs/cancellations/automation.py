@@ -1,0 +1,19 @@
+"""The automation sensor: derived tables and notices follow every raw landing, however it was launched."""
+
+import dagster as dg
+
+from cancel_pipeline.defs.cancellations.tables import cancellation_tables
+from cancel_pipeline.defs.outbox.notices import cancellation_notices
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=dg.AssetSelection.assets(cancellation_tables, cancellation_notices),
+    # Dagster's own automation sensor ships stopped; without this one a UI backfill of a raw asset alone
+    # would leave the tables as they were until the next scheduled run.
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Derives the cancellation tables (then sends the notices) after any raw asset lands pages that no "
+        "run including the tables has derived yet: a UI backfill or materialization of a raw asset alone, "
+        "say. Runs of the feed jobs already include the tables and trigger nothing more."
+    ),
+)
