@@ -24,7 +24,12 @@ class WarehouseSummary:
     partially_canceled_line_items: int
     partially_canceled_units: int
     rejects: int
+    """Distinct rejected order objects: one object rejected on several pages (by both feeds, or a window
+    read twice) counts once."""
+    reject_rows: int
+    """Rows of `order_rejects`: one per rejected object per fetched page, so at least `rejects`."""
     rejects_by_reason: list[tuple[str, int]]
+    """(reason, distinct objects) per reject reason."""
     stuck_orders: int
     raw_pages: int
     deliveries: list[tuple[str, str, int]] = field(default_factory=list)
@@ -58,6 +63,7 @@ def summarize(
         ),
         # An object is rejected again each time a page holding it is fetched; count each object once.
         rejects=scalar("select count(distinct (reason, raw_order::varchar)) from order_rejects"),
+        reject_rows=scalar("select count(*) from order_rejects"),
         rejects_by_reason=grouped(
             "select reason, count(distinct raw_order::varchar) from order_rejects group by 1 order by 2 desc, 1"
         ),

@@ -44,6 +44,11 @@ def orders_stuck_in_created(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         ),
         metadata={
             "stuck_count": len(stuck),
+            "listed": (
+                f"the first {STUCK_PREVIEW_ROWS} of {len(stuck)}, oldest first"
+                if len(stuck) > STUCK_PREVIEW_ROWS
+                else f"all {len(stuck)}"
+            ),
             "oldest_age_hours": round(oldest.total_seconds() / 3600, 2),
             "evaluated_at": now.isoformat(),
             "stuck_orders": dg.MetadataValue.md(_stuck_table(stuck[:STUCK_PREVIEW_ROWS])),
