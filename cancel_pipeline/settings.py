@@ -112,7 +112,7 @@ def _memory_limit(env: Mapping[str, str], name: str) -> str:
     match = _MEMORY_LIMIT.fullmatch(raw)
     # DuckDB takes '0MB' and then fails every query that needs memory: refuse it here, by name.
     if not match or float(match.group(1)) <= 0:
-        raise SettingsError(f"{name} must be a size above zero such as '1GB' or '512MB', got {raw!r}")
+        raise SettingsError(f"{name} must be a size such as '1GB' or '512MB' (above zero), got {raw!r}")
     return raw
 
 
