@@ -20,6 +20,8 @@ DEFAULT_DUCKDB_PATH = "data/cancel_pipeline.duckdb"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"
 _MEMORY_LIMIT = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 DEFAULT_DELIVERY_OVERDUE_HOURS = 6.0
+_MAX_HOURS = 24 * 366
+"""A year: the longest duration a setting may take (beyond it a timedelta overflows soon enough)."""
 
 
 class SettingsError(ValueError):
@@ -67,8 +69,8 @@ class PipelineSettings:
         env = os.environ if environ is None else environ
         settings = cls(
             first_window_start=_datetime(env, "CANCEL_PIPELINE_FIRST_WINDOW", "2026-01-01T00:00:00Z"),
-            overlap=timedelta(minutes=_int(env, "CANCEL_PIPELINE_OVERLAP_MINUTES", 10, minimum=0)),
-            settle_delay=timedelta(minutes=_int(env, "CANCEL_PIPELINE_SETTLE_DELAY_MINUTES", 5, minimum=0)),
+            overlap=_minutes(env, "CANCEL_PIPELINE_OVERLAP_MINUTES", 10),
+            settle_delay=_minutes(env, "CANCEL_PIPELINE_SETTLE_DELAY_MINUTES", 5),
             canceled_window_minutes=_window(env, "CANCEL_PIPELINE_CANCELED_WINDOW_MINUTES", 30),
             updated_window_minutes=_window(env, "CANCEL_PIPELINE_UPDATED_WINDOW_MINUTES", 60),
             reconciliation_hour=_int(env, "CANCEL_PIPELINE_RECONCILIATION_HOUR", 2, minimum=0, maximum=23),
@@ -79,8 +81,8 @@ class PipelineSettings:
             duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or DEFAULT_DUCKDB_PATH,
             duckdb_memory_limit=_memory_limit(env, "CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT"),
             stuck_thresholds=_thresholds(env, "CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS"),
-            delivery_overdue=timedelta(
-                hours=_hours(env, "CANCEL_PIPELINE_DELIVERY_OVERDUE_HOURS", DEFAULT_DELIVERY_OVERDUE_HOURS)
+            delivery_overdue=_hours(
+                env, "CANCEL_PIPELINE_DELIVERY_OVERDUE_HOURS", DEFAULT_DELIVERY_OVERDUE_HOURS
             ),
         )
         if settings.first_window_start.second or settings.first_window_start.microsecond:
@@ -116,17 +118,24 @@ def _memory_limit(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
-def _hours(env: Mapping[str, str], name: str, default: float) -> float:
+def _hours(env: Mapping[str, str], name: str, default: float) -> timedelta:
     raw = (env.get(name) or "").strip()
     if not raw:
-        return default
+        return timedelta(hours=default)
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not math.isfinite(value) or value <= 0:
-        raise SettingsError(f"{name} must be a number of hours above zero, got {raw!r}")
-    return value
+    if not math.isfinite(value) or not 0 < value <= _MAX_HOURS:
+        raise SettingsError(
+            f"{name} must be a number of hours above zero (at most {_MAX_HOURS}), got {raw!r}"
+        )
+    return timedelta(hours=value)
+
+
+def _minutes(env: Mapping[str, str], name: str, default: int) -> timedelta:
+    # Bounded so that the timedelta (and the window arithmetic) cannot overflow.
+    return timedelta(minutes=_int(env, name, default, minimum=0, maximum=_MAX_HOURS * 60))
 
 
 def _thresholds(env: Mapping[str, str], name: str) -> dict[str, timedelta]:
@@ -139,7 +148,7 @@ def _thresholds(env: Mapping[str, str], name: str) -> dict[str, timedelta]:
         except ValueError:
             value = -1.0
         # 'nan' and 'inf' parse as floats but make no timedelta.
-        if not math.isfinite(value) or value <= 0:
+        if not math.isfinite(value) or not 0 < value <= _MAX_HOURS:
             raise SettingsError(
                 f"{name} must be a list like 'pos=1,web=24,other=24' (hours > 0 per source_name), got {item!r}"
             )

@@ -19,7 +19,8 @@ Targets are read from a JSON file whose path is in `CANCEL_PIPELINE_TARGETS`, on
 The token itself never appears in the file: `token_env` names the environment variable that holds it, read
 only when a run calls the target. `CANCEL_PIPELINE_DEMO_TARGET=1` adds the built-in fake target, named
 `demo_target`, served inside the run on 127.0.0.1. The file is read when a run starts, so edits take effect on
-the next run; an invalid file fails the run with a message naming the file and the entry.
+the next run. The file is also read when the definitions load, so an invalid file fails the load (and any
+run) with a message naming the file, the target and the key.
 """
 
 from __future__ import annotations
