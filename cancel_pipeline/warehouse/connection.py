@@ -2,13 +2,17 @@
 
 DuckDB lets one process at a time open a file for writing. Writers are serialized by the `duckdb_writer`
 concurrency pool, but paths that bypass the pool (ad-hoc scripts, a reader started while a run writes) still
-meet the file lock, so opening retries the lock error with capped exponential backoff before giving up.
+meet the file lock, so opening retries the lock error with capped exponential backoff before giving up. While
+it waits it logs, every `LOCK_LOG_INTERVAL_SECONDS`, which process holds the lock (the PID in DuckDB's
+message) and how long it will still wait; when it gives up, the error names that process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
+import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +22,24 @@ import duckdb
 
 LOCK_RETRY_SECONDS = 120.0
 """How long opening keeps retrying while another process holds the file lock."""
+LOCK_LOG_INTERVAL_SECONDS = 10.0
+"""How often a wait for the file lock is logged."""
+
+logger = logging.getLogger(__name__)
+
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+class WarehouseLockedError(duckdb.IOException):
+    """Another process kept the DuckDB file's lock for the whole wait; the message names it."""
+
+
+def lock_holder(error: BaseException) -> str:
+    """Who holds the lock, from DuckDB's message: "PID 123 (/usr/bin/python3)", or "another process"."""
+    match = _HOLDER.search(str(error))
+    if match is None:
+        return "another process"
+    return f"PID {match['pid']} ({match['program']})"
 
 
 def is_lock_error(error: BaseException) -> bool:
@@ -31,6 +53,7 @@ def connect(
     read_only: bool = False,
     config: Mapping[str, Any] | None = None,
     lock_retry_seconds: float = LOCK_RETRY_SECONDS,
+    log_interval_seconds: float = LOCK_LOG_INTERVAL_SECONDS,
 ) -> duckdb.DuckDBPyConnection:
     """Open `database` (creating its parent folder), with the session time zone set to UTC.
 
@@ -39,17 +62,34 @@ def connect(
     """
     if str(database) != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + lock_retry_seconds
+    started = time.monotonic()
+    deadline = started + lock_retry_seconds
+    next_log = started
     delay = 0.05
     while True:
         try:
             con = duckdb.connect(str(database), read_only=read_only, config=dict(config or {}))
             break
         except duckdb.IOException as error:
-            if not is_lock_error(error) or time.monotonic() + delay > deadline:
+            if not is_lock_error(error):
                 raise
-            # Jitter keeps two waiting processes from retrying in lockstep.
-            time.sleep(delay * random.uniform(0.5, 1.5))
+            now = time.monotonic()
+            if now >= deadline:
+                raise WarehouseLockedError(
+                    f"DuckDB file {database} stayed locked by {lock_holder(error)} for {now - started:.0f} s: "
+                    "close that process (a notebook, the DuckDB CLI, a stuck run) and run again"
+                ) from error
+            if now >= next_log:
+                logger.warning(
+                    "Waiting for DuckDB's lock on %s, held by %s: waited %.0f s, will wait %.0f s more",
+                    database,
+                    lock_holder(error),
+                    now - started,
+                    deadline - now,
+                )
+                next_log = now + log_interval_seconds
+            # Jitter keeps two waiting processes from retrying in lockstep; the last try is at the deadline.
+            time.sleep(min(delay * random.uniform(0.5, 1.5), deadline - now))
             delay = min(delay * 2, 2.0)
     con.execute("set TimeZone = 'UTC'")
     return con

@@ -14,6 +14,7 @@ greatest updated_at. So re-deriving, or landing windows in any order, gives the 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -136,7 +137,10 @@ def derive_new_pages(
         _drop_temp_tables(con)
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        # A failed COMMIT (a full disk, say) has already ended the transaction, and DuckDB then refuses the
+        # rollback: that refusal must not replace the real cause as the error reported.
+        with contextlib.suppress(duckdb.Error):
+            con.execute("rollback")
         raise
     return result
 
