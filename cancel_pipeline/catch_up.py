@@ -6,6 +6,7 @@ ranges and each range is one run (one query to Shopify, one transaction), so a f
 two runs, and a second one only re-reads the newest windows.
 """
 
+import re
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ from tabulate import tabulate
 from cancel_pipeline.clock import utc_now
 from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
 from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS, UPDATED_ORDER_WINDOWS
+from cancel_pipeline.defs.runs.dead_runs import fail_dead_runs
 from cancel_pipeline.run_summary import WarehouseSummary
 
 ALWAYS_REREAD = 2
@@ -27,7 +29,12 @@ ALWAYS_REREAD = 2
 
 
 class RunFailed(RuntimeError):
-    """A run of the main job failed; the message names the run, the step and the error."""
+    """A run of the main job failed; the message names the run, the step and the root cause in one line,
+    `details` holds the full traceback."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ def run_feed(
             raise_on_error=False,
         )
         if not result.success:
-            raise RunFailed(_failure_message(result, plan.job_name, first, last))
+            raise RunFailed(*_failure_message(result, plan.job_name, first, last))
         outcome.runs += 1
         outcome.run_ids.append(result.run_id)
         metadata = _raw_metadata(result, plan.asset_name)
@@ -131,14 +138,45 @@ def run_feed(
     return outcome
 
 
-def _failure_message(result: dg.ExecuteInProcessResult, job_name: str, first: str, last: str) -> str:
+def _failure_message(
+    result: dg.ExecuteInProcessResult, job_name: str, first: str, last: str
+) -> tuple[str, str]:
+    """One line naming the run, its failed step and the root cause; and the full tracebacks."""
     failures = [
-        f"{event.step_key}: {event.step_failure_data.error.message.strip()}"  # type: ignore[union-attr]
+        (event.step_key, event.step_failure_data.error)  # type: ignore[union-attr]
         for event in result.all_events
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error
     ]
-    detail = "; ".join(failures) or "see the run's logs"
-    return f"run {result.run_id} of {job_name} ({first}...{last}) failed: {detail}"
+    if not failures:
+        failures = [
+            (None, event.event_specific_data.error)  # type: ignore[union-attr]
+            for event in result.all_events
+            if event.is_pipeline_failure and getattr(event.event_specific_data, "error", None)
+        ]
+    detail = "; ".join(
+        f"{step}: {root_cause(error)}" if step else root_cause(error) for step, error in failures
+    )
+    detail = detail or "see the run's logs"
+    message = f"run {result.run_id} of {job_name} ({first}...{last}) failed: {detail}"
+    return message, "\n".join(error.to_string() for _, error in failures)
+
+
+def root_cause(error: Any) -> str:
+    """The error a person can act on, in one line, from Dagster's record of a failure.
+
+    Dagster wraps what a step raised ("Error occurred while executing op ...", a `Dagster...` class); the
+    first error below the wrappers is the pipeline's own (a Shopify error with its fix, the DuckDB lock
+    holder, a failed COMMIT), so it is the headline.
+    """
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause or error.context
+    ours = [link for link in chain if not (link.cls_name or "").startswith("Dagster")]
+    headline = (ours or chain)[0]
+    # Python formats the message as "module.Class: text"; the class name alone reads better.
+    message = re.sub(rf"^[\w.]*\b{re.escape(headline.cls_name)}: ", "", " ".join(headline.message.split()))
+    return f"{headline.cls_name}: {message}"
 
 
 def _raw_metadata(result: dg.ExecuteInProcessResult, asset_name: str) -> dict[str, Any]:
@@ -237,6 +275,9 @@ def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
     resource = ShopifyResource.from_env()
     store = "the built-in demo store" if resource.uses_embedded_store else "the configured Shopify store"
     with dg.DagsterInstance.get() as instance:
+        # A run killed earlier would hold the writers' pool for ever: this run would wait on it.
+        for dead in fail_dead_runs(instance):
+            print(dead.describe(), flush=True)
         plans = plan_catch_up(instance, now=utc_now(), lookback=lookback)
         outcomes = []
         for number, plan in enumerate(plans, start=1):

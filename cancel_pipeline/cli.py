@@ -4,8 +4,11 @@
   recorded in the project's instance, then prints a summary of the warehouse.
 - `fetch`: a read-only look at the store: fetches the last hours of orders through the client and prints
   what it saw, without touching the warehouse (a quick check of credentials and connectivity).
+- `dead-runs`: marks failed the runs whose process is gone (killed) and frees their `duckdb_writer` slots;
+  `run` does the same before it starts.
 
-Each command is one function registered in `COMMANDS`.
+Each command is one function registered in `COMMANDS`. A failure ends with one `error:` line naming its root
+cause; `--verbose` prints the traceback above it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +27,6 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from cancel_pipeline.catch_up import RunFailed, catch_up
 from cancel_pipeline.shopify.client import ShopifyClient
 from cancel_pipeline.shopify.errors import ShopifyError
 from cancel_pipeline.shopify.pages import OrderPage
@@ -137,15 +140,44 @@ def fetch_command(args: argparse.Namespace) -> int:
 
 
 def _add_fetch(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("fetch", help="fetch the last day of orders and print a summary")
+    parser = subparsers.add_parser(
+        "fetch", help="fetch the last day of orders and print a summary", parents=[_common_options()]
+    )
     parser.add_argument("--hours", type=float, default=24.0, help="length of the window, ending now")
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the main job over the last `--days` and print the warehouse summary."""
+    # Imported here: loading the definitions reads the settings, whose errors `main` reports in one line.
+    from cancel_pipeline.catch_up import catch_up
+
     ensure_dagster_home()
     print(catch_up(timedelta(days=args.days), log_level=args.log_level))
     return 0
+
+
+def dead_runs_command(args: argparse.Namespace) -> int:
+    """Mark failed the runs whose process is gone and free their pool slots, saying which."""
+    import dagster as dg
+
+    from cancel_pipeline.defs.runs.dead_runs import fail_dead_runs
+
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        dead = fail_dead_runs(instance)
+    for run in dead:
+        print(run.describe())
+    if not dead:
+        print("No run marked running has lost its process.")
+    return 0
+
+
+def _add_dead_runs(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser(
+        "dead-runs",
+        help="mark failed the runs whose process is gone and free their duckdb_writer slots",
+        parents=[_common_options()],
+    )
 
 
 LOCAL_INSTANCE_YAML = Path("deploy/local/dagster.yaml")
@@ -166,7 +198,9 @@ def ensure_dagster_home(default: Path = Path(".dagster_home")) -> Path:
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="catch up the last days of both feeds and every table through Dagster"
+        "run",
+        help="catch up the last days of both feeds and every table through Dagster",
+        parents=[_common_options()],
     )
     parser.add_argument("--days", type=float, default=2.0, help="how far back to catch up (default 2)")
     parser.add_argument(
@@ -177,11 +211,20 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+def _common_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--verbose", action="store_true", help="print the traceback of an error above its one-line summary"
+    )
+    return parser
+
+
 COMMANDS: dict[
     str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]
 ] = {
     "run": (_add_run, run_command),
     "fetch": (_add_fetch, fetch_command),
+    "dead-runs": (_add_dead_runs, dead_runs_command),
 }
 
 
@@ -202,13 +245,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command][1](args)
-    except RunFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if args.verbose:
+            traceback.print_exception(exc)
+            print(getattr(exc, "details", ""), file=sys.stderr)
+        # Always the last line: what a person reads first.
+        print(f"error: {headline(exc)}", file=sys.stderr)
         return 2
-    except ShopifyError as exc:
-        # Typed client errors carry an actionable, secret-free message; a traceback adds nothing.
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+
+def headline(error: BaseException) -> str:
+    """One line that names what went wrong and, where the pipeline knows it, what to do about it.
+
+    Failed runs (the root cause below Dagster's wrapper) and typed Shopify errors carry an actionable,
+    secret-free message of their own; anything else is named by its class, e.g. a `SettingsError` naming
+    the environment variable at fault.
+    """
+    message = " ".join(str(error).split())
+    # RunFailed is named, not imported: importing the catch-up loads the settings, which may be the error.
+    if isinstance(error, ShopifyError) or type(error).__name__ == "RunFailed":
+        return message
+    return f"{type(error).__name__}: {message}"
 
 
 if __name__ == "__main__":

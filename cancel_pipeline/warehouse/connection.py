@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -40,6 +42,18 @@ def lock_holder(error: BaseException) -> str:
     if match is None:
         return "another process"
     return f"PID {match['pid']} ({match['program']})"
+
+
+KILL_PROBE_VARIABLE = "CANCEL_PIPELINE_TEST_KILL_PROBE"
+"""Test-only: set to `landing` or `derivation`, the process pauses a minute before that transaction's COMMIT,
+so the kill probes (`cancel_pipeline_tests/e2e`) can kill a run inside it."""
+
+
+def pause_for_kill_probe(phase: str) -> None:
+    """Pause before `phase`'s COMMIT when the kill probes ask for it (never otherwise)."""
+    if os.environ.get(KILL_PROBE_VARIABLE) == phase:
+        print(f"kill probe: paused before the {phase} commit", file=sys.stderr, flush=True)
+        time.sleep(60)
 
 
 def is_lock_error(error: BaseException) -> bool:

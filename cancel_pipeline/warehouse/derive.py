@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from cancel_pipeline.warehouse.connection import pause_for_kill_probe
 from cancel_pipeline.warehouse.current_tables import CURRENT_TABLE_SQL
 from cancel_pipeline.warehouse.raw_pages import reparse_landed_pages
 from cancel_pipeline.warehouse.schema import (
@@ -135,6 +136,7 @@ def derive_new_pages(
     try:
         result = _derive_in_transaction(con, derived_at, full_refresh, batch_pages)
         _drop_temp_tables(con)
+        pause_for_kill_probe("derivation")
         con.execute("commit")
     except BaseException:
         # A failed COMMIT (a full disk, say) has already ended the transaction, and DuckDB then refuses the

@@ -35,6 +35,7 @@ from typing import Protocol
 
 import duckdb
 
+from cancel_pipeline.warehouse.connection import pause_for_kill_probe
 from cancel_pipeline.warehouse.page_parsing import (
     BackgroundParser,
     PageFile,
@@ -404,6 +405,7 @@ def _land_spool(
             _move_spool(spool, landed_dir)
             _insert_pages(con, asset, partition_key, bounds, spool, page_seqs, relative_dir)
             append_parsed(con, files, page_seqs)
+            pause_for_kill_probe("landing")
             con.execute("commit")
         except BaseException:
             # A failed COMMIT has already ended the transaction; the original error is the one to report.

@@ -1,0 +1,1 @@
+"""Runs: noticing runs whose process died without reporting, so they stop holding the writers' pool."""

@@ -1,0 +1,125 @@
+"""Runs whose process is gone: marked failed, and their `duckdb_writer` pool slots freed.
+
+A run killed with `kill -9` (or whose machine lost power) never reports its end: it stays STARTED in the
+instance and keeps its pool slot, so every later writer waits forever for the pool. Every event Dagster
+records carries the PID of the process that wrote it (the run worker, and the step workers of the
+multiprocess executor), so a run none of whose processes is still alive is dead. Such a run is marked
+failed and its slots are freed, saying so.
+
+PIDs only mean something on the machine that recorded them. On a SQLite instance every run ran on this
+machine; on a shared instance (PostgreSQL) runs may live elsewhere, so nothing is touched there and
+Dagster's run monitoring (see `dagster.yaml`) and the UI are the way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+from cancel_pipeline.defs.conventions import DUCKDB_WRITER_POOL
+
+LIVE_STATUSES = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+"""Statuses of a run that claims to be executing. STARTING runs have no process of their own yet: Dagster's
+run monitoring fails those that never start (`start_timeout_seconds`)."""
+
+_PROCESS_EVENTS = {
+    dg.DagsterEventType.RUN_START,
+    dg.DagsterEventType.STEP_WORKER_STARTED,
+    dg.DagsterEventType.STEP_START,
+}
+
+
+@dataclass(frozen=True)
+class DeadRun:
+    """A run that claims to be executing while none of its processes is alive."""
+
+    run_id: str
+    job_name: str
+    pids: tuple[int, ...]
+    held_slots: int
+
+    def describe(self) -> str:
+        """One line for a person: which run, which processes, what was done."""
+        pids = ", ".join(str(pid) for pid in self.pids)
+        slots = (
+            f"freed its {self.held_slots} {DUCKDB_WRITER_POOL} slot(s)"
+            if self.held_slots
+            else "it held no slot"
+        )
+        return (
+            f"run {self.run_id} of {self.job_name} was still marked running but its process (pid {pids}) is gone: "
+            f"marked it failed and {slots}"
+        )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this machine (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def pids_are_local(instance: dg.DagsterInstance) -> bool:
+    """Whether the runs of `instance` all ran on this machine: true of an instance on SQLite storage."""
+    return "sqlite" in type(instance.run_storage).__name__.lower()
+
+
+def run_pids(instance: dg.DagsterInstance, run_id: str) -> set[int]:
+    """The PIDs of the processes that executed the run: its run worker and its step workers."""
+    return {
+        entry.dagster_event.pid
+        for entry in instance.all_logs(run_id, of_type=_PROCESS_EVENTS)
+        if entry.dagster_event is not None and entry.dagster_event.pid is not None
+    }
+
+
+def held_slots(instance: dg.DagsterInstance, run_id: str) -> int:
+    """How many `duckdb_writer` slots the run holds."""
+    info = instance.event_log_storage.get_concurrency_info(DUCKDB_WRITER_POOL)
+    return sum(1 for slot in info.claimed_slots if slot.run_id == run_id)
+
+
+def find_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
+    """Runs marked running whose every recorded process is gone (none on a shared instance)."""
+    if not pids_are_local(instance):
+        return []
+    dead = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=LIVE_STATUSES)):
+        pids = run_pids(instance, run.run_id)
+        # A run that has not recorded a process yet is starting, not dead.
+        if pids and not any(process_alive(pid) for pid in pids):
+            dead.append(
+                DeadRun(run.run_id, run.job_name, tuple(sorted(pids)), held_slots(instance, run.run_id))
+            )
+    return dead
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
+    """Mark every dead run failed and free its pool slots; returns what was done, for the caller to say."""
+    dead = find_dead_runs(instance)
+    for run in dead:
+        record = instance.get_run_by_id(run.run_id)
+        if record is None or record.status not in LIVE_STATUSES:
+            continue  # it ended (or was deleted) while we looked
+        instance.report_run_failed(record, f"Marked failed: {run.describe()}.")
+        # Marking a run failed does not release its slots; without this the next writer waits forever.
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    return dead
+
+
+@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    """Every 30 s, marks failed the runs whose process died without reporting (`kill -9`, a lost machine) and
+    frees their `duckdb_writer` slots, so later runs are not blocked on the pool forever."""
+    dead = fail_dead_runs(context.instance)
+    for run in dead:
+        context.log.warning(run.describe())
+    if dead:
+        return dg.SkipReason("; ".join(run.describe() for run in dead))
+    return dg.SkipReason("No run marked running has lost its process.")
