@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
@@ -55,14 +56,20 @@ class DeadRun:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this PID exists on this machine (one we may not signal counts as alive)."""
+    """Whether a process with this PID runs on this machine (one we may not signal counts as alive; a zombie,
+    killed but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # Linux: the state follows the command name in parentheses, which may itself hold spaces.
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def pids_are_local(instance: dg.DagsterInstance) -> bool:
@@ -113,7 +120,14 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     return dead
 
 
-@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Marks failed the runs whose process died without reporting (kill -9, a lost machine) and frees "
+        "their duckdb_writer pool slots, so later runs are not blocked on the pool."
+    ),
+)
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     """Every 30 s, marks failed the runs whose process died without reporting (`kill -9`, a lost machine) and
     frees their `duckdb_writer` slots, so later runs are not blocked on the pool forever."""
