@@ -21,7 +21,7 @@ from tabulate import tabulate
 from cancel_pipeline.clock import utc_now
 from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
 from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS, UPDATED_ORDER_WINDOWS
-from cancel_pipeline.defs.runs.dead_runs import fail_dead_runs
+from cancel_pipeline.defs.runs.dead_runs import release_pool
 from cancel_pipeline.run_summary import WarehouseSummary
 
 ALWAYS_REREAD = 2
@@ -276,8 +276,8 @@ def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
     store = "the built-in demo store" if resource.uses_embedded_store else "the configured Shopify store"
     with dg.DagsterInstance.get() as instance:
         # A run killed earlier would hold the writers' pool for ever: this run would wait on it.
-        for dead in fail_dead_runs(instance):
-            print(dead.describe(), flush=True)
+        for line in release_pool(instance):
+            print(line, flush=True)
         plans = plan_catch_up(instance, now=utc_now(), lookback=lookback)
         outcomes = []
         for number, plan in enumerate(plans, start=1):

@@ -157,18 +157,15 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def dead_runs_command(args: argparse.Namespace) -> int:
-    """Mark failed the runs whose process is gone and free their pool slots, saying which."""
+    """Mark failed the runs whose process is gone and free the pool slots of ended runs, saying which."""
     import dagster as dg
 
-    from cancel_pipeline.defs.runs.dead_runs import fail_dead_runs
+    from cancel_pipeline.defs.runs.dead_runs import release_pool
 
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        dead = fail_dead_runs(instance)
-    for run in dead:
-        print(run.describe())
-    if not dead:
-        print("No run marked running has lost its process.")
+        done = release_pool(instance)
+    print("\n".join(done) or "No run marked running has lost its process, and no ended run holds a slot.")
     return 0
 
 

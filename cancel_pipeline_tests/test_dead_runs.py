@@ -20,7 +20,7 @@ from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
 from cancel_pipeline.definitions import defs
 from cancel_pipeline.defs.conventions import DUCKDB_WRITER_POOL, RANGE_END_TAG, RANGE_START_TAG
-from cancel_pipeline.defs.runs.dead_runs import dead_run_sensor, fail_dead_runs, find_dead_runs
+from cancel_pipeline.defs.runs.dead_runs import dead_run_sensor, find_dead_runs, release_pool
 
 PROJECT = Path(__file__).resolve().parents[1]
 STORE_NOW = "2026-03-03T03:00:00Z"
@@ -71,8 +71,9 @@ def _slot_holders(instance: dg.DagsterInstance) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("terminated_by_hand", [False, True], ids=["found-dead", "terminated-in-ui"])
 def test_a_killed_job_execute_is_failed_its_slot_freed_and_the_next_run_completes(
-    instance: dg.DagsterInstance, tmp_path: Path
+    instance: dg.DagsterInstance, tmp_path: Path, terminated_by_hand: bool
 ) -> None:
     windows = defs.resolve_job_def(JOB).partitions_def
     assert windows is not None
@@ -107,13 +108,21 @@ def test_a_killed_job_execute_is_failed_its_slot_freed_and_the_next_run_complete
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
         assert _slot_holders(instance) == [run.run_id]
 
+        if terminated_by_hand:
+            # As the UI's forced termination does: the run ends, but its slot stays taken.
+            instance.report_run_canceled(instance.get_run_by_id(run.run_id))
+            assert _slot_holders(instance) == [run.run_id]
         result = dead_run_sensor(dg.build_sensor_context(instance=instance))
         assert isinstance(result, dg.SkipReason)
-        assert f"run {run.run_id} of {JOB}" in result.skip_message
-        assert f"freed its 1 {DUCKDB_WRITER_POOL} slot(s)" in result.skip_message
-        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        if terminated_by_hand:
+            expected = f"run {run.run_id} of {JOB} had ended (CANCELED) but still held 1 {DUCKDB_WRITER_POOL}"
+            assert expected in result.skip_message
+        else:
+            assert f"run {run.run_id} of {JOB} was still marked running" in result.skip_message
+            assert f"freed its 1 {DUCKDB_WRITER_POOL} slot(s)" in result.skip_message
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
         assert _slot_holders(instance) == []
-        assert fail_dead_runs(instance) == []  # nothing left to do
+        assert release_pool(instance) == []  # nothing left to do
 
         store.set_faults(latency=0.0)
         again = _job_execute(env, (keys[0], keys[1]))

@@ -25,6 +25,8 @@ LIVE_STATUSES = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 """Statuses of a run that claims to be executing. STARTING runs have no process of their own yet: Dagster's
 run monitoring fails those that never start (`start_timeout_seconds`)."""
 
+ENDED_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
 _PROCESS_EVENTS = {
     dg.DagsterEventType.RUN_START,
     dg.DagsterEventType.STEP_WORKER_STARTED,
@@ -120,6 +122,27 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     return dead
 
 
+def free_slots_of_ended_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Free the `duckdb_writer` slots still held by runs that have ended (failed or canceled from outside, say,
+    as the UI's termination of a dead run does), as the daemon's run monitoring would; says what it freed."""
+    info = instance.event_log_storage.get_concurrency_info(DUCKDB_WRITER_POOL)
+    freed = []
+    for run_id in sorted({slot.run_id for slot in info.claimed_slots}):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status not in ENDED_STATUSES:
+            continue
+        slots = held_slots(instance, run_id)
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        what = f"of {run.job_name} had ended ({run.status.value})" if run else "no longer exists"
+        freed.append(f"run {run_id} {what} but still held {slots} {DUCKDB_WRITER_POOL} slot(s): freed them")
+    return freed
+
+
+def release_pool(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the dead runs and free every slot a finished run still holds; one line per thing done."""
+    return [run.describe() for run in fail_dead_runs(instance)] + free_slots_of_ended_runs(instance)
+
+
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -131,9 +154,9 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     """Every 30 s, marks failed the runs whose process died without reporting (`kill -9`, a lost machine) and
     frees their `duckdb_writer` slots, so later runs are not blocked on the pool forever."""
-    dead = fail_dead_runs(context.instance)
-    for run in dead:
-        context.log.warning(run.describe())
-    if dead:
-        return dg.SkipReason("; ".join(run.describe() for run in dead))
+    done = release_pool(context.instance)
+    for line in done:
+        context.log.warning(line)
+    if done:
+        return dg.SkipReason("; ".join(done))
     return dg.SkipReason("No run marked running has lost its process.")
