@@ -245,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             traceback.print_exception(exc)
-            print(getattr(exc, "details", ""), file=sys.stderr)
+            # A failed run's own tracebacks, as Dagster recorded them in the run.
+            if getattr(exc, "details", ""):
+                print(exc.details, file=sys.stderr)  # type: ignore[attr-defined]
         # Always the last line: what a person reads first.
         print(f"error: {headline(exc)}", file=sys.stderr)
         return 2
