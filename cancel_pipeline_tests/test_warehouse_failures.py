@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -118,3 +120,27 @@ def test_the_lock_holder_is_read_from_duckdbs_message() -> None:
     )
     assert lock_holder(error) == "PID 4242 (/usr/bin/python3.11)"
     assert lock_holder(duckdb.IOException("IO Error: Could not set lock on file")) == "another process"
+
+
+def test_the_wait_is_logged_among_a_runs_logs_with_the_projects_instance(
+    locked_file: tuple[Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, pid = locked_file
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    @dg.op
+    def open_the_locked_warehouse() -> None:
+        with pytest.raises(WarehouseLockedError):
+            connect(database, lock_retry_seconds=1.0, log_interval_seconds=10.0)
+
+    @dg.job
+    def waits_for_the_lock() -> None:
+        open_the_locked_warehouse()
+
+    with dg.DagsterInstance.get() as instance:
+        result = waits_for_the_lock.execute_in_process(instance=instance)
+        messages = [entry.message for entry in instance.all_logs(result.run_id)]
+    assert any("Waiting for DuckDB's lock" in message and f"PID {pid}" in message for message in messages)
