@@ -147,12 +147,12 @@ def release_pool(instance: dg.DagsterInstance) -> list[str]:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Marks failed the runs whose process died without reporting (kill -9, a lost machine) and frees "
+        "Marks failed the runs whose process died without reporting (kill -9, a crash) and frees "
         "their duckdb_writer pool slots, so later runs are not blocked on the pool."
     ),
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    """Every 30 s, marks failed the runs whose process died without reporting (`kill -9`, a lost machine) and
+    """Every 30 s, marks failed the runs whose process died without reporting (`kill -9`, a crash) and
     frees their `duckdb_writer` slots, so later runs are not blocked on the pool forever."""
     done = release_pool(context.instance)
     for line in done:
