@@ -95,16 +95,33 @@ def test_a_failed_run_ends_with_the_shopify_error_and_its_fix(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "variable", "value"),
     [
-        ["-m", "cancel_pipeline.cli", "run"],
-        ["-c", "import cancel_pipeline.definitions"],
-        ["-m", "dagster", "job", "execute", "-m", "cancel_pipeline.definitions", "-j", "canceled_order_job"],
+        (["-m", "cancel_pipeline.cli", "run"], "CANCEL_PIPELINE_OVERLAP_MINUTES", "ten"),
+        (["-c", "import cancel_pipeline.definitions"], "CANCEL_PIPELINE_OVERLAP_MINUTES", "ten"),
+        # Raised while Dagster's loader builds a definition, below its own exception.
+        (["-c", "import cancel_pipeline.definitions"], "SHOPIFY_LEAK_RATE", "fast"),
+        (
+            [
+                "-m",
+                "dagster",
+                "job",
+                "execute",
+                "-m",
+                "cancel_pipeline.definitions",
+                "-j",
+                "canceled_order_job",
+            ],
+            "CANCEL_PIPELINE_OVERLAP_MINUTES",
+            "ten",
+        ),
     ],
-    ids=["cli", "import", "dagster-cli"],
+    ids=["cli", "import", "import-shopify", "dagster-cli"],
 )
-def test_a_settings_error_at_load_is_one_line_naming_the_variable(tmp_path: Path, command: list[str]) -> None:
-    env = _clean_env(DAGSTER_HOME=str(tmp_path), CANCEL_PIPELINE_OVERLAP_MINUTES="ten")
+def test_a_settings_error_at_load_is_one_line_naming_the_variable(
+    tmp_path: Path, command: list[str], variable: str, value: str
+) -> None:
+    env = _clean_env(DAGSTER_HOME=str(tmp_path), **{variable: value})
     done = subprocess.run(
         [sys.executable, "-W", "ignore", *command],
         cwd=PROJECT,
@@ -117,5 +134,5 @@ def test_a_settings_error_at_load_is_one_line_naming_the_variable(tmp_path: Path
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "CANCEL_PIPELINE_OVERLAP_MINUTES" in lines[-1], done.stderr
-    assert "'ten'" in lines[-1]
+    assert lines[-1].startswith("error: ") and variable in lines[-1], done.stderr
+    assert f"'{value}'" in lines[-1]
