@@ -170,7 +170,7 @@ def wait_until_ready(server: DagsterDevServer, timeout: float) -> None:
                     last_problem = "/server_info did not answer 200"
                 else:
                     answer = http.post(server.graphql_url, json={"query": _LOCATION_QUERY}).json()
-                    last_problem = _location_problem(answer)
+                    last_problem = location_problem(answer)
                     if last_problem is None:
                         return
             except httpx.TransportError as error:
@@ -182,7 +182,7 @@ def wait_until_ready(server: DagsterDevServer, timeout: float) -> None:
     )
 
 
-def _location_problem(answer: dict) -> str | None:
+def location_problem(answer: dict) -> str | None:
     """Why the workspace is not usable yet, or None when every location has loaded."""
     workspace = (answer.get("data") or {}).get("workspaceOrError") or {}
     entries = workspace.get("locationEntries")
@@ -218,7 +218,12 @@ def session_processes(session_id: int) -> list[tuple[int, str]]:
 
 def stop_dagster_dev(server: DagsterDevServer, timeout: float = 30.0) -> None:
     """SIGTERM the server's process group, SIGKILL it after `timeout`, and insist nothing of it survives."""
-    process = server.process
+    stop_session(server.process, timeout, "dagster dev")
+
+
+def stop_session(process: subprocess.Popen[bytes], timeout: float = 30.0, name: str = "the process") -> None:
+    """SIGTERM the session `process` leads (started with `start_new_session`), SIGKILL it after `timeout`,
+    and raise `DagsterDevError` if any process of the session survives."""
     group = process.pid  # start_new_session makes the leader's pid the group and session id
     _signal_group(group, signal.SIGTERM)
     try:
@@ -246,7 +251,7 @@ def stop_dagster_dev(server: DagsterDevServer, timeout: float = 30.0) -> None:
         for pid, _command in leftovers:
             _kill_quietly(pid)
         listing = "\n".join(f"  {pid}: {command[:200]}" for pid, command in leftovers)
-        raise DagsterDevError(f"processes of dagster dev survived SIGTERM and SIGKILL:\n{listing}")
+        raise DagsterDevError(f"processes of {name} survived SIGTERM and SIGKILL:\n{listing}")
 
 
 def _signal_session(session_id: int, sig: signal.Signals) -> None:

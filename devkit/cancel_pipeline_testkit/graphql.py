@@ -113,6 +113,15 @@ query UnfinishedRuns {
 }
 """
 
+_INSTANCE = """
+query Instance {
+  instance {
+    info
+    daemonHealth { allDaemonStatuses { daemonType required healthy } }
+  }
+}
+"""
+
 
 class GraphQLError(RuntimeError):
     """The server answered with GraphQL errors, an error type, or not at all as expected."""
@@ -304,6 +313,15 @@ class DagsterGraphQLClient:
         if result["__typename"] != "Runs":
             raise GraphQLError(f"runs: {result['__typename']}: {result.get('message')}")
         return [run["runId"] for run in result["results"]]
+
+    def instance_info(self) -> str:
+        """The instance's description as the UI's Deployment page shows it (its storages and settings)."""
+        return self.execute(_INSTANCE)["instance"]["info"] or ""
+
+    def daemon_health(self) -> dict[str, bool]:
+        """For each daemon the instance requires, whether it sent a heartbeat recently."""
+        statuses = self.execute(_INSTANCE)["instance"]["daemonHealth"]["allDaemonStatuses"]
+        return {status["daemonType"]: status["healthy"] for status in statuses if status["required"]}
 
 
 _RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
