@@ -1,8 +1,9 @@
 """Start the project as it is deployed (deploy/postgres/): a gRPC code server, the daemon and the webserver as
 three processes on one instance whose storage is PostgreSQL, and stop them without leftovers.
 
-The instance folder gets deploy/postgres/dagster.yaml as it is, and a workspace rendered from
-deploy/postgres/workspace.yaml with the code server's host and port. Only the code server (and so every run,
+Each process runs its docker-compose.yml service's command, moved to 127.0.0.1 and free ports. The instance
+folder gets deploy/postgres/dagster.yaml as it is, and a workspace rendered from deploy/postgres/workspace.yaml
+with the code server's host and port. Only the code server (and so every run,
 which the default run launcher starts as its subprocess) gets the store's settings and the DuckDB file; the
 webserver and the daemon get the instance alone, as in docker-compose.yml.
 """
@@ -22,7 +23,6 @@ import httpx
 import yaml
 
 from cancel_pipeline_testkit.dagster_dev import (
-    DEFINITIONS_MODULE,
     PROJECT_ROOT,
     DagsterDevError,
     free_port,
@@ -71,6 +71,18 @@ def render_workspace(host: str, port: int) -> str:
     return yaml.safe_dump(workspace, sort_keys=False)
 
 
+def compose_command(service: str, options: Mapping[str, str]) -> list[str]:
+    """The command of a docker-compose.yml service, run from the project's .venv, with the value after each
+    flag in `options` replaced (e.g. `{"-p": "8123"}`); a flag the command lacks is an error."""
+    compose = yaml.safe_load((DEPLOY_FOLDER / "docker-compose.yml").read_text())
+    command = [str(part) for part in compose["services"][service]["command"]]
+    for flag, value in options.items():
+        if flag not in command:
+            raise DagsterDevError(f"the {service} service's command has no {flag}: {command}")
+        command[command.index(flag) + 1] = value
+    return [str(PROJECT_ROOT / ".venv" / "bin" / command[0]), *command[1:]]
+
+
 @contextmanager
 def run_deployment(
     workdir: Path,
@@ -78,13 +90,14 @@ def run_deployment(
     *,
     code_env: Mapping[str, str] | None = None,
     startup_timeout: float = 180.0,
-    stop_timeout: float = 30.0,
+    stop_timeout: float = 10.0,
 ) -> Iterator[Deployment]:
     """Start code server, daemon and webserver on a fresh instance under `workdir`, stored at `postgres_url`.
 
     `code_env` goes to the code server only (the store's URL and token, say). Yields once the webserver
     serves the loaded code location; on exit stops the processes in reverse order and raises
-    `DagsterDevError` if any survives.
+    `DagsterDevError` if any survives. A code server that has run runs was seen to ignore SIGTERM for
+    30 s and more, so each process is killed after `stop_timeout`, as `docker compose down` does after 10 s.
     """
     dagster_home = workdir / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -95,23 +108,19 @@ def run_deployment(
     workspace.write_text(render_workspace("127.0.0.1", grpc_port))
     instance_env = server_environment(dagster_home, duckdb_path, {POSTGRES_URL_VARIABLE: postgres_url})
     del instance_env["CANCEL_PIPELINE_DUCKDB"]  # only the code server opens the warehouse
-    bin_dir = PROJECT_ROOT / ".venv" / "bin"
+    # The commands are docker-compose.yml's own, moved to this machine's ports and files.
     # As the compose file's instance_init: the schema and the pool exist before three processes race.
     _run_once(
-        [str(bin_dir / "dagster"), "instance", "concurrency", "set", "duckdb_writer", "1"],
+        compose_command("instance_init", {}),
         instance_env,
         "creating the instance's tables and the duckdb_writer pool",
     )
     commands = {
-        "code": [
-            str(bin_dir / "dagster"),
-            *("api", "grpc", "-m", DEFINITIONS_MODULE, "-h", "127.0.0.1", "-p", str(grpc_port)),
-        ],
-        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
-        "webserver": [
-            str(bin_dir / "dagster-webserver"),
-            *("-h", "127.0.0.1", "-p", str(web_port), "-w", str(workspace)),
-        ],
+        "code": compose_command("code", {"-h": "127.0.0.1", "-p": str(grpc_port)}),
+        "daemon": compose_command("daemon", {"-w": str(workspace)}),
+        "webserver": compose_command(
+            "webserver", {"-h": "127.0.0.1", "-p": str(web_port), "-w": str(workspace)}
+        ),
     }
     environments = {
         "code": server_environment(
