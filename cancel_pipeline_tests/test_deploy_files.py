@@ -38,8 +38,10 @@ def dagster_home(dockerfile: str) -> str:
 def test_compose_has_the_deployment_services(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {"postgresql", *DAGSTER_SERVICES}
     image = compose["services"]["instance_init"]["image"]
+    build = compose["services"]["instance_init"]["build"]
     for name in DAGSTER_SERVICES:
         assert compose["services"][name]["image"] == image, f"{name} runs another image"
+        assert compose["services"][name]["build"] == build, f"{name} builds another image"
 
 
 def test_image_is_built_from_the_project(compose: dict[str, Any], dockerfile: str) -> None:
