@@ -30,8 +30,12 @@ class OrderPage:
     fetched_at: datetime
     """When the response arrived, timezone-aware UTC."""
     body: bytes
-    """The response body verbatim: `{"orders": [...]}`."""
+    """The response body verbatim: `{"orders": [...]}` (REST), or the GraphQL page as `graphql.py` lands it."""
     order_count: int
+    api: str = "rest"
+    """The API that produced the page: `rest` or `graphql`."""
+    operation: str = "orders"
+    """What produced it: REST `orders`; GraphQL `orders` (the connection), `nodes` (by id) or `bulk`."""
 
     def orders(self) -> list[dict]:
         """The order objects of the page, parsed on demand so callers that land raw bytes never pay for it."""

@@ -11,6 +11,7 @@ parallel; each holds one chunk at a time, so memory does not grow with the size 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from cancel_pipeline.warehouse.graphql_orders import GRAPHQL_OBJECT_PATHS, INSERT_GRAPHQL_OBJECTS_SQL
 from cancel_pipeline.warehouse.typed_orders import (
     INSERT_OBJECTS_SQL,
     RAW_ORDER_OBJECTS_DDL,
@@ -31,6 +33,9 @@ WORKER_CHUNK_BYTES = 16 * 1024 * 1024
 Plus-sized store's pages did not fit in 128 MB)."""
 WORKER_MEMORY_LIMIT = "384MB"
 
+REST_SHAPE = "rest"
+GRAPHQL_SHAPE = "graphql"
+
 
 @dataclass(frozen=True)
 class PageFile:
@@ -39,26 +44,60 @@ class PageFile:
     page_seq: int
     path: str
     size: int
+    shape: str = REST_SHAPE
+    """How the body is laid out (`page_shape`): which SQL reads it."""
+
+
+def page_shape(api: str, operation: str) -> str:
+    """The layout of a page's body from the API and operation that produced it (`raw_order_pages` records
+    both): `rest` (`{"orders": [...]}`) or `graphql` (an answer with its completions)."""
+    if api == "rest":
+        return REST_SHAPE
+    if api == "graphql":
+        return GRAPHQL_SHAPE
+    raise ValueError(f"raw page from unknown API {api!r} (operation {operation!r}); expected rest or graphql")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    insert_sql: str
+    object_paths: tuple[str, ...]
+    line_items_key: str
+
+
+_SHAPES = {
+    REST_SHAPE: _Shape(INSERT_OBJECTS_SQL, ("$.orders",), "line_items"),
+    GRAPHQL_SHAPE: _Shape(INSERT_GRAPHQL_OBJECTS_SQL, GRAPHQL_OBJECT_PATHS, "lineItems"),
+}
 
 
 def insert_objects(con: duckdb.DuckDBPyConnection, pages: Sequence[PageFile]) -> None:
     """Parse, validate and type some pages' order objects into `raw_order_objects` of `con`; rejects keep
-    their object verbatim. `pages` are in page_seq order."""
+    their object verbatim. `pages` are in page_seq order; each page is read by the SQL of its shape."""
+    for shape_name, group in itertools.groupby(sorted(pages, key=lambda p: p.shape), key=lambda p: p.shape):
+        _insert_shape(con, _SHAPES[shape_name], list(group))
+
+
+def _insert_shape(con: duckdb.DuckDBPyConnection, shape: _Shape, pages: list[PageFile]) -> None:
     seqs = [page.page_seq for page in pages]
-    con.execute(INSERT_OBJECTS_SQL, {"files": [page.path for page in pages], "seqs": seqs})
+    con.execute(shape.insert_sql, {"files": [page.path for page in pages], "seqs": seqs})
     file_of = {page.page_seq: page.path for page in pages}
     rejects: dict[tuple[int, str], list[int]] = {}
     for page_seq, position in con.execute(
         """
         select page_seq, position from raw_order_objects
-        where page_seq between $first and $last and reason is not null
+        where page_seq in (select unnest($seqs)) and reason is not null
         order by page_seq, position
         """,
-        {"first": seqs[0], "last": seqs[-1]},
+        {"seqs": seqs},
     ).fetchall():
         rejects.setdefault((int(page_seq), file_of[int(page_seq)]), []).append(int(position))
     if rejects:
-        con.execute(complete_rejects_sql(rejects))
+        con.execute(
+            complete_rejects_sql(
+                rejects, object_paths=shape.object_paths, line_items_key=shape.line_items_key
+            )
+        )
 
 
 def parse_pages(pages: Sequence[PageFile], scratch: Path, *, max_chunk_bytes: int, threads: int) -> list[str]:

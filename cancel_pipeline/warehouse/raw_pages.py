@@ -41,6 +41,7 @@ from cancel_pipeline.warehouse.page_parsing import (
     PageFile,
     append_parsed,
     connection_threads,
+    page_shape,
     parse_into,
     parse_pages,
 )
@@ -71,8 +72,13 @@ create table if not exists raw_order_pages (
     order_count    integer     not null,
     body_file      varchar     not null,  -- the page as sent, in the page store: <asset>/<landing>/page-N.json
     body_bytes     bigint      not null,
+    api            varchar     not null default 'rest',    -- the API that produced the page: rest or graphql
+    operation      varchar     not null default 'orders',  -- REST orders; GraphQL orders, nodes or bulk
     unique (asset, partition_key, page_number)
 );
+-- Databases created before pages recorded their API: every page then came from REST's orders.json.
+alter table raw_order_pages add column if not exists api varchar default 'rest';
+alter table raw_order_pages add column if not exists operation varchar default 'orders';
 {RAW_ORDER_OBJECTS_DDL}"""
 
 # --- The page store ------------------------------------------------------------------------------------
@@ -161,6 +167,11 @@ class FetchedPage(Protocol):
     def order_count(self) -> int: ...
 
 
+def _api_of(page: FetchedPage) -> tuple[str, str]:
+    """The API and operation a page came from; a page object that does not say came from REST's orders."""
+    return str(getattr(page, "api", "rest")), str(getattr(page, "operation", "orders"))
+
+
 @dataclass(frozen=True)
 class SpooledPage:
     """Where one page's body was spooled, with the page's fields."""
@@ -172,6 +183,8 @@ class SpooledPage:
     fetched_at: datetime
     order_count: int
     size: int
+    api: str = "rest"
+    operation: str = "orders"
 
     @property
     def name(self) -> str:
@@ -209,6 +222,7 @@ class PageSpool:
         """Write one page's body to its own file."""
         path = self.directory / f"page-{len(self.spooled) + 1:06d}.json"
         path.write_bytes(page.body)
+        api, operation = _api_of(page)
         self.spooled.append(
             SpooledPage(
                 path=str(path),
@@ -218,12 +232,16 @@ class PageSpool:
                 fetched_at=page.fetched_at,
                 order_count=page.order_count,
                 size=len(page.body),
+                api=api,
+                operation=operation,
             )
         )
         self.orders += page.order_count
         self.bytes += len(page.body)
         if self.parser is not None:
-            self.parser.add(PageFile(len(self.spooled), str(path), len(page.body)))
+            self.parser.add(
+                PageFile(len(self.spooled), str(path), len(page.body), page_shape(api, operation))
+            )
 
     def extend(self, pages: Iterable[FetchedPage]) -> PageSpool:
         """Append every page of `pages` (typically a client's page iterator)."""
@@ -384,7 +402,10 @@ def _land_spool(
         if spool.parser is not None:
             files = spool.parser.files()
         else:
-            pages = [PageFile(number, page.path, page.size) for number, page in enumerate(spool.spooled, 1)]
+            pages = [
+                PageFile(number, page.path, page.size, page_shape(page.api, page.operation))
+                for number, page in enumerate(spool.spooled, 1)
+            ]
             files = parse_pages(
                 pages,
                 scratch_folder.enter_context(_scratch(root)),
@@ -452,10 +473,10 @@ def _insert_pages(
         """
         insert into raw_order_pages (page_seq, asset, partition_key, window_start, window_end, requested_min,
             requested_max, page_number, fetched_at, api_version, request_path, order_count, body_file,
-            body_bytes)
+            body_bytes, api, operation)
         select unnest($seqs), $asset, $key, $window_start, $window_end, $requested_min, $requested_max,
             unnest($numbers), unnest($fetched::timestamptz[]), unnest($versions), unnest($paths),
-            unnest($counts), unnest($files), unnest($sizes)
+            unnest($counts), unnest($files), unnest($sizes), unnest($apis), unnest($operations)
         """,
         {
             "seqs": page_seqs,
@@ -469,6 +490,8 @@ def _insert_pages(
             "counts": [page.order_count for page in spool.spooled],
             "files": [f"{relative_dir}/{page.name}" for page in spool.spooled],
             "sizes": [page.size for page in spool.spooled],
+            "apis": [page.api for page in spool.spooled],
+            "operations": [page.operation for page in spool.spooled],
         },
     )
 
@@ -480,9 +503,9 @@ def reparse_landed_pages(
     e.g. after the validation rules changed; returns the number of pages parsed."""
     root = page_store_root(con)
     pages = [
-        PageFile(int(page_seq), str(root / body_file), int(body_bytes))
-        for page_seq, body_file, body_bytes in con.execute(
-            "select page_seq, body_file, body_bytes from raw_order_pages order by page_seq"
+        PageFile(int(page_seq), str(root / body_file), int(body_bytes), page_shape(api, operation))
+        for page_seq, body_file, body_bytes, api, operation in con.execute(
+            "select page_seq, body_file, body_bytes, api, operation from raw_order_pages order by page_seq"
         ).fetchall()
     ]
     con.execute("delete from raw_order_objects")

@@ -100,9 +100,11 @@ _REFUNDS_STRUCTURE = (
 )
 _INTEGER_JSON_TYPES = "('UBIGINT', 'BIGINT')"
 
-# Parameters: the chunk's page files and, in the same order, their page_seq.
-TYPED_OBJECTS_SELECT = f"""
-with parsed as (
+# Parameters: the chunk's page files and, in the same order, their page_seq. Each source below defines `f`:
+# one row per order object with its fields as REST spells them (text or JSON), which `_TYPED_TAIL` checks
+# and types the same way whatever the API.
+_REST_SOURCE = f"""
+parsed as (
     select page.page_seq, json_transform(file.content, '{PAGE_STRUCTURE}').orders as objects
     from read_text($files) as file
     join (select unnest($files) as filename, unnest($seqs) as page_seq) as page using (filename)
@@ -115,7 +117,9 @@ f as (
         select page_seq, unnest(objects) as o, generate_subscripts(objects, 1)::integer as position
         from parsed
     )
-),
+)"""
+
+_TYPED_TAIL = f"""
 checked as (
     select
         x.*,
@@ -214,11 +218,19 @@ select
 from reasoned
 """
 
+TYPED_OBJECTS_SELECT = f"with {_REST_SOURCE},{_TYPED_TAIL}"
+"""One typed row per order object of a chunk of REST pages (`{"orders": [...]}`)."""
+
 INSERT_OBJECTS_SQL = "insert into raw_order_objects by name " + TYPED_OBJECTS_SELECT
-"""Appends the typed objects of a chunk of pages to `raw_order_objects`."""
+"""Appends the typed objects of a chunk of REST pages to `raw_order_objects`."""
 
 
-def complete_rejects_sql(rejects_by_file: dict[tuple[int, str], list[int]]) -> str:
+def complete_rejects_sql(
+    rejects_by_file: dict[tuple[int, str], list[int]],
+    *,
+    object_paths: tuple[str, ...] = ("$.orders",),
+    line_items_key: str = "line_items",
+) -> str:
     """SQL completing some pages' rejects in `raw_order_objects` with their object verbatim (and the details
     that quote it).
 
@@ -226,14 +238,26 @@ def complete_rejects_sql(rejects_by_file: dict[tuple[int, str], list[int]]) -> s
     one page). Each page is parsed once, extracting only its rejects: JSON paths must be constants, so each
     page gets its own branch (a chunk has a few dozen pages at most). Parsing a page again for each reject
     cost several times as much, and re-serializing all of a page's objects twice as much.
+
+    `object_paths` are where a page keeps its objects (the first that holds one wins: a GraphQL page has
+    them under `orders.nodes` or `nodes`); `line_items_key` is the object's line items field.
     """
     branches = []
     for (page_seq, path), positions in sorted(rejects_by_file.items()):
-        json_paths = ", ".join(f"'$.orders[{int(position) - 1}]'" for position in positions)
         file_literal = "'" + path.replace("'", "''") + "'"
+        extracts = [
+            "json_extract(content, ["
+            + ", ".join(f"'{prefix}[{int(position) - 1}]'" for position in positions)
+            + "])"
+            for prefix in object_paths
+        ]
+        found = extracts[-1]
+        for prefix, extract in zip(object_paths[-2::-1], extracts[-2::-1], strict=True):
+            found = f"case when json_exists(content, '{prefix}') then {extract} else {found} end"
+        found = f"unnest({found})"
         branches.append(
             f"select {int(page_seq)} as page_seq, unnest({[int(p) for p in positions]}) as position, "
-            f"unnest(json_extract(content, [{json_paths}])) as raw_order from read_text({file_literal})"
+            f"{found} as raw_order from read_text({file_literal})"
         )
     seqs = [int(page_seq) for page_seq, _ in rejects_by_file]
     return f"""
@@ -243,7 +267,7 @@ set raw_order = r.raw_order,
         when o.reason = 'id_not_integer' and json_type(r.raw_order) is distinct from 'OBJECT'
             then o.detail || ' (not an object)'
         when o.reason = 'line_items_invalid' then o.detail || left(
-            coalesce(nullif(json_extract(r.raw_order, '$.line_items')::varchar, 'null'), 'missing'), 200
+            coalesce(nullif(json_extract(r.raw_order, '$.{line_items_key}')::varchar, 'null'), 'missing'), 200
         )
         else o.detail
     end
