@@ -27,10 +27,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from cancel_pipeline.shopify.client import ShopifyClient
 from cancel_pipeline.shopify.errors import ShopifyError
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.shopify.resource import ShopifyResource
+from cancel_pipeline.shopify.source import OrderSource
 
 
 @dataclass
@@ -90,7 +90,7 @@ def has_canceled_items(order: dict) -> bool:
     return False
 
 
-def fetch_window(client: ShopifyClient, start: datetime, end: datetime) -> OrdersSeen:
+def fetch_window(client: OrderSource, start: datetime, end: datetime) -> OrdersSeen:
     """Walk every order updated in `[start, end]` (any status) and summarise it, one page in memory."""
     seen = OrdersSeen()
     for page in client.iter_order_pages(status="any", updated_at_min=start, updated_at_max=end):
@@ -98,9 +98,7 @@ def fetch_window(client: ShopifyClient, start: datetime, end: datetime) -> Order
     return seen
 
 
-def render_summary(
-    client: ShopifyClient, seen: OrdersSeen, start: datetime, end: datetime, demo: bool
-) -> str:
+def render_summary(client: OrderSource, seen: OrdersSeen, start: datetime, end: datetime, demo: bool) -> str:
     """The human-readable report of one fetch."""
     source = f"{client.store} (built-in demo store)" if demo else client.store
     stats = client.stats

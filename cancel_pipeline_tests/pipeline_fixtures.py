@@ -52,7 +52,11 @@ class Pipeline:
         """The run's resources: `shopify` talking HTTP to the served store, `duckdb` on the warehouse file."""
         return {
             "shopify": ShopifyResource(
-                store=self.url, access_token=DEMO_TOKEN, bucket_size=BUCKET_SIZE, leak_rate=LEAK_RATE
+                store=self.url,
+                access_token=DEMO_TOKEN,
+                bucket_size=BUCKET_SIZE,
+                leak_rate=LEAK_RATE,
+                api="rest",  # the served demo store answers REST only so far
             ),
             "duckdb": WarehouseResource(database=str(self.database)),
         }

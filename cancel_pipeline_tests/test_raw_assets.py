@@ -191,7 +191,7 @@ def resources(store: DemoStore, tmp_path: Path) -> Iterator[dict[str, object]]:
     with serve(store) as base_url:
         yield {
             "shopify": ShopifyResource(
-                store=base_url, access_token="demo-token", bucket_size=400, leak_rate=20.0
+                store=base_url, access_token="demo-token", bucket_size=400, leak_rate=20.0, api="rest"
             ),
             "duckdb": WarehouseResource(database=str(tmp_path / "warehouse.duckdb")),
         }

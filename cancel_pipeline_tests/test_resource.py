@@ -109,7 +109,9 @@ def test_a_dagster_asset_reads_a_served_store_through_the_resource(
     ],
 )
 def test_page_streams_follow_the_plans_leak_rate_unless_set(settings: dict, streams: int) -> None:
-    assert ShopifyResource(**settings).page_streams == streams
+    assert ShopifyResource(**settings, api="rest").page_streams == streams
+    # GraphQL walks one cursor whatever the plan.
+    assert ShopifyResource(**settings, api="graphql").page_streams == 1
 
 
 def test_fetch_streams_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -160,7 +160,7 @@ def test_a_second_detection_in_the_same_window_gets_its_own_run(
 @pytest.mark.timeout(30)
 def test_an_api_error_fails_the_tick_with_a_clear_message_and_keeps_the_cursor(base_url: str) -> None:
     sensor = defs.resolve_sensor_def("cancellation_sensor")
-    shopify = ShopifyResource(store=base_url, access_token="wrong-secret-token", max_retries=0)
+    shopify = ShopifyResource(store=base_url, access_token="wrong-secret-token", max_retries=0, api="rest")
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(
             instance=instance, cursor="2026-03-02T10:00:00+00:00", resources={"shopify": shopify}

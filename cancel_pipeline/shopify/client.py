@@ -141,6 +141,8 @@ class ShopifyClient:
     jitter (at most `max_retries` times per request). `sleep`, `clock` and `rng` are injectable for tests.
     """
 
+    api = "rest"
+
     def __init__(
         self,
         store: str,

@@ -16,6 +16,8 @@ from datetime import datetime
 import numpy as np
 import orjson
 
+from cancel_pipeline.shopify.graphql_shape import rest_orders
+
 
 @dataclass(frozen=True)
 class OrderPage:
@@ -38,7 +40,10 @@ class OrderPage:
     """What produced it: REST `orders`; GraphQL `orders` (the connection), `nodes` (by id) or `bulk`."""
 
     def orders(self) -> list[dict]:
-        """The order objects of the page, parsed on demand so callers that land raw bytes never pay for it."""
+        """The order objects of the page in REST's spelling, parsed on demand so callers that land raw bytes
+        never pay for it."""
+        if self.api == "graphql":
+            return rest_orders(self.body)
         return orjson.loads(self.body)["orders"]
 
 

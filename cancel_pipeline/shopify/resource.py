@@ -1,7 +1,9 @@
-"""`ShopifyResource`: the Dagster resource that builds a `ShopifyClient` from the configuration contract.
+"""`ShopifyResource`: the Dagster resource that builds a Shopify client from the configuration contract.
 
 Environment: `SHOPIFY_STORE`, `SHOPIFY_ACCESS_TOKEN` or `SHOPIFY_CLIENT_ID`/`SHOPIFY_CLIENT_SECRET`,
-`SHOPIFY_API_VERSION`, the pacing settings `SHOPIFY_BUCKET_SIZE` / `SHOPIFY_LEAK_RATE`, and
+`SHOPIFY_API_VERSION`, `SHOPIFY_API` (`graphql` or `rest`: which Admin API reads the orders), the REST pacing
+settings `SHOPIFY_BUCKET_SIZE` / `SHOPIFY_LEAK_RATE`, the GraphQL ones `SHOPIFY_GRAPHQL_BUCKET_POINTS` /
+`SHOPIFY_GRAPHQL_RESTORE_RATE`, and
 `SHOPIFY_FETCH_STREAMS`, how many page streams a long fetch runs at once (one cursor cannot use a Plus bucket:
 Shopify takes 200-500 ms a page). With no store configured the client talks, in-process, to the built-in demo
 store.
@@ -21,7 +23,10 @@ from pydantic import Field
 
 from cancel_pipeline.embedded import embedded_shop
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient, resolve_store
+from cancel_pipeline.shopify.cost import STANDARD_BUCKET_POINTS, STANDARD_RESTORE_RATE
 from cancel_pipeline.shopify.errors import ShopifyConfigError
+from cancel_pipeline.shopify.graphql import ShopifyGraphQLClient
+from cancel_pipeline.shopify.source import SHOPIFY_APIS, OrderSource
 
 #: Base URL of the in-process demo store (never resolved by DNS: requests go through a WSGI transport).
 DEMO_BASE_URL = "http://demo-store.local"
@@ -71,6 +76,19 @@ class ShopifyResource(dg.ConfigurableResource):
     )
     max_retries: int = Field(default=5, description="retries per request for 5xx, timeouts, resets")
     timeout_s: float = Field(default=30.0, description="HTTP timeout per request, seconds")
+    api: str | None = Field(
+        default=None,
+        description="which Admin API reads the orders: graphql or rest; unset: graphql for a real store, rest "
+        "for the built-in demo store",
+    )
+    graphql_bucket_points: float | None = Field(
+        default=None, gt=0, description="GraphQL cost bucket size in points; default 2000 (follows the store)"
+    )
+    graphql_restore_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="GraphQL points restored per second: Standard 100, Advanced 200, Plus 1000 (follows the store)",
+    )
     fetch_streams: int | None = Field(
         default=None,
         ge=1,
@@ -83,8 +101,9 @@ class ShopifyResource(dg.ConfigurableResource):
     def from_env(cls) -> ShopifyResource:
         """The resource for the current environment; variables that are set are passed as `dg.EnvVar`.
 
-        Pacing settings are not secrets and are read now (`SHOPIFY_BUCKET_SIZE`, `SHOPIFY_LEAK_RATE`,
-        `SHOPIFY_FETCH_STREAMS`).
+        The API choice and pacing settings are not secrets and are read now (`SHOPIFY_API`,
+        `SHOPIFY_BUCKET_SIZE`, `SHOPIFY_LEAK_RATE`, `SHOPIFY_GRAPHQL_BUCKET_POINTS`,
+        `SHOPIFY_GRAPHQL_RESTORE_RATE`, `SHOPIFY_FETCH_STREAMS`).
         """
         settings: dict[str, Any] = {
             field: dg.EnvVar(variable)
@@ -95,6 +114,14 @@ class ShopifyResource(dg.ConfigurableResource):
             settings["bucket_size"] = bucket_size_setting(size)
         if (rate := os.environ.get("SHOPIFY_LEAK_RATE", "")).strip():
             settings["leak_rate"] = leak_rate_setting(rate)
+        if (api := os.environ.get("SHOPIFY_API")) is not None and api.strip():
+            settings["api"] = api_setting(api)
+        for variable, field in (
+            ("SHOPIFY_GRAPHQL_BUCKET_POINTS", "graphql_bucket_points"),
+            ("SHOPIFY_GRAPHQL_RESTORE_RATE", "graphql_restore_rate"),
+        ):
+            if (raw := os.environ.get(variable)) is not None and raw.strip():
+                settings[field] = positive_setting(variable, raw)
         if (streams := os.environ.get("SHOPIFY_FETCH_STREAMS")) is not None and streams.strip():
             settings["fetch_streams"] = fetch_streams_setting(streams)
         # Neither is a secret, so both are checked now: a typo fails the load, not the first run.
@@ -109,19 +136,31 @@ class ShopifyResource(dg.ConfigurableResource):
         """`fetch_streams`, or when unset enough streams to keep the plan's bucket busy: Shopify answers a
         250-order page in 200-500 ms, so each stream makes about 1 / PAGE_LATENCY_S requests a second.
         Standard (2/s) gets one stream, Plus (20/s) eight; more than needed would only cut the fetch into
-        more slices, each ending in a partly filled page."""
+        more slices, each ending in a partly filled page. GraphQL walks one cursor: its cost bucket, not
+        the latency, bounds a fetch."""
+        if self.chosen_api == "graphql":
+            return 1
         if self.fetch_streams is not None:
             return self.fetch_streams
         rate = self.leak_rate or (DEMO_LEAK_RATE if self.uses_embedded_store else STANDARD_LEAK_RATE)
         return max(1, min(MAX_FETCH_STREAMS, math.ceil(rate * PAGE_LATENCY_S)))
 
     @property
+    def chosen_api(self) -> str:
+        """`api`, or when unset `graphql` for a real store and `rest` for the built-in demo store."""
+        if self.api:
+            return api_setting(self.api)
+        return "rest" if self.uses_embedded_store else "graphql"
+
+    @property
     def uses_embedded_store(self) -> bool:
         """True when no store is configured and the built-in demo store answers."""
         return not _value(self.store)
 
-    def get_client(self, logger: logging.Logger | None = None) -> ShopifyClient:
-        """A new client for the configured store (close it, or use it as a context manager)."""
+    def get_client(self, logger: logging.Logger | None = None) -> OrderSource:
+        """A new client for the configured store and API (close it, or use it as a context manager)."""
+        if self.chosen_api == "graphql":
+            return self._graphql_client(logger)
         common: dict[str, Any] = {
             "api_version": _value(self.api_version) or DEFAULT_API_VERSION,
             "max_retries": self.max_retries,
@@ -149,6 +188,49 @@ class ShopifyResource(dg.ConfigurableResource):
             leak_rate=self.leak_rate or STANDARD_LEAK_RATE,
             **common,
         )
+
+    def _graphql_client(self, logger: logging.Logger | None) -> ShopifyGraphQLClient:
+        common: dict[str, Any] = {
+            "api_version": _value(self.api_version) or DEFAULT_API_VERSION,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout_s,
+            "logger": logger,
+            "bucket_points": self.graphql_bucket_points or STANDARD_BUCKET_POINTS,
+            "restore_rate": self.graphql_restore_rate or STANDARD_RESTORE_RATE,
+        }
+        if self.uses_embedded_store:
+            shop, token = embedded_shop(
+                self.bucket_size or DEMO_BUCKET_SIZE, self.leak_rate or DEMO_LEAK_RATE
+            )
+            return ShopifyGraphQLClient(
+                DEMO_BASE_URL, access_token=token, transport=httpx.WSGITransport(app=shop), **common
+            )
+        return ShopifyGraphQLClient(
+            _value(self.store) or "",
+            access_token=_value(self.access_token),
+            client_id=_value(self.client_id),
+            client_secret=_value(self.client_secret),
+            **common,
+        )
+
+
+def api_setting(raw: str) -> str:
+    """`SHOPIFY_API` as `graphql` or `rest`; anything else fails naming the variable."""
+    api = raw.strip().lower()
+    if api not in SHOPIFY_APIS:
+        raise ShopifySettingsError(f"SHOPIFY_API must be graphql or rest, got {raw!r}")
+    return api
+
+
+def positive_setting(variable: str, raw: str) -> float:
+    """A positive number from `variable`; anything else fails naming it."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ShopifySettingsError(f"{variable} must be a positive number, got {raw!r}")
+    return value
 
 
 class ShopifySettingsError(ValueError):

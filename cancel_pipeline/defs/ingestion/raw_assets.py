@@ -43,7 +43,7 @@ def fetch_and_land_window(
     )
     asset_name = context.asset_key.to_user_string()
     context.log.info(
-        f"Fetching status={status} orders updated in [{requested_min.isoformat()}, "
+        f"Fetching status={status} orders ({shopify.chosen_api} API) updated in [{requested_min.isoformat()}, "
         f"{requested_max.isoformat()}] for {partition_key}"
     )
     with shopify.get_client() as client:
@@ -74,6 +74,7 @@ def fetch_and_land_window(
         "pages": landed.pages,
         "orders": landed.orders,
         "requests": stats.requests,
+        "api": client.api,
         "streams": shopify.page_streams,
         "retries": stats.retries,
         "throttled_429": stats.throttled_429,

@@ -16,9 +16,9 @@ import dagster as dg
 from cancel_pipeline.defs.ingestion.jobs import canceled_order_job
 from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS
 from cancel_pipeline.settings import SETTINGS
-from cancel_pipeline.shopify.client import ShopifyClient
 from cancel_pipeline.shopify.errors import ShopifyError
 from cancel_pipeline.shopify.resource import ShopifyResource
+from cancel_pipeline.shopify.source import OrderSource
 
 DETECTED_TAG = "cancel_pipeline/detected_cancellations"
 
@@ -28,7 +28,7 @@ class CancellationSensorError(RuntimeError):
 
 
 def evaluate_cancellation_tick(
-    client: ShopifyClient,
+    client: OrderSource,
     *,
     cursor: str | None,
     now: datetime,

@@ -1,0 +1,664 @@
+"""`ShopifyGraphQLClient`: orders through the GraphQL Admin API, with the interface of the REST client.
+
+`iter_order_pages`, `get_orders` and `count_orders` behave as `ShopifyClient`'s do, so assets, the sensor and
+the CLI take either client. A page is one answer of the `orders` connection (or of `nodes(ids:)`), landed as
+`{"response": <the answer verbatim>, "completions": [<follow-up answers verbatim>]}`: an order with more line
+items, refunds or refund lines than the first nested page is completed by follow-up queries whose answers
+travel with the page, so the warehouse's parse (which joins them back) sees every order whole.
+
+Pacing is on the cost bucket (`cost.py`): the client books each query's requested cost before sending it and
+adopts `extensions.cost.throttleStatus` from every answer. A query the server finds over the single-query
+cost limit is sent again with a smaller `first` (pages shrink; nothing fails). Retries follow the shared
+policy (`retry.py`): THROTTLED (200 or 429) after the bucket has refilled, 5xx, timeouts, dropped
+connections and truncated bodies with backoff. Any other entry of a GraphQL `errors` list fails with a
+message naming the store, the operation and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+from cancel_pipeline.shopify.auth import AccessTokenProvider, ClientCredentialsToken, StaticToken, TokenGrant
+from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, LOGGER_NAME, resolve_store
+from cancel_pipeline.shopify.cost import (
+    MAX_QUERY_COST,
+    STANDARD_BUCKET_POINTS,
+    STANDARD_RESTORE_RATE,
+    CostBucket,
+)
+from cancel_pipeline.shopify.errors import (
+    ShopifyAuthError,
+    ShopifyConfigError,
+    ShopifyError,
+    ShopifyForbiddenError,
+    ShopifyLockedError,
+    ShopifyNotFoundError,
+    ShopifyPaymentRequiredError,
+    ShopifyRequestFailed,
+)
+from cancel_pipeline.shopify.graphql_queries import (
+    LINE_ITEM_COST,
+    MAX_CONNECTION_PAGE,
+    NESTED_REFUNDS,
+    NODES_QUERY,
+    ORDER_COST,
+    ORDER_LINE_ITEMS_QUERY,
+    ORDER_REFUNDS_QUERY,
+    ORDERS_COUNT_QUERY,
+    ORDERS_QUERY,
+    REFUND_LINE_COST,
+    REFUND_LINE_ITEMS_QUERY,
+    gid,
+    orders_search,
+)
+from cancel_pipeline.shopify.pages import ClientStats, OrderPage
+from cancel_pipeline.shopify.rate_limit import parse_retry_after
+from cancel_pipeline.shopify.retry import Failed, RetryPolicy, Setback, Throttled, failure_for_status
+from cancel_pipeline.shopify.streams import FetchStopped
+
+__all__ = ["ShopifyGraphQLClient", "ShopifyGraphQLError"]
+
+_TOKEN_HEADER = "X-Shopify-Access-Token"
+_HIDDEN = "<hidden>"
+_QUERY_COST = re.compile(r"[Qq]uery cost is (\d+)")
+
+
+class ShopifyGraphQLError(ShopifyError):
+    """A GraphQL `errors` entry no retry can fix (unknown field, ACCESS_DENIED, ...); `code` is Shopify's."""
+
+    def __init__(self, message: str, *, store: str, endpoint: str, code: str | None) -> None:
+        super().__init__(message, store=store, endpoint=endpoint, status=200)
+        self.code = code
+
+
+class _TooCostly(Exception):
+    """The server refused a query as over the single-query cost limit; `cost` is what it computed."""
+
+    def __init__(self, cost: float | None) -> None:
+        super().__init__(f"query cost {cost} over the limit")
+        self.cost = cost
+
+
+class ShopifyGraphQLClient:
+    """GraphQL Admin API client for one store's orders, with `ShopifyClient`'s interface.
+
+    Credentials: exactly one of `access_token` or (`client_id`, `client_secret`). Pacing: a model of the
+    app's cost bucket (`bucket_points`, refilling `restore_rate` points a second; both follow the server).
+    Retries: the shared `RetryPolicy` (`max_retries` failures, `max_throttle_retries` throttles per request).
+    `sleep`, `clock` and the transport are injectable for tests.
+    """
+
+    api = "graphql"
+
+    def __init__(
+        self,
+        store: str,
+        *,
+        access_token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        bucket_points: float = STANDARD_BUCKET_POINTS,
+        restore_rate: float = STANDARD_RESTORE_RATE,
+        max_query_cost: int = MAX_QUERY_COST,
+        retry_policy: RetryPolicy | None = None,
+        max_retries: int = 5,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._base_url, self.store = resolve_store(store)
+        self.api_version = api_version
+        self._secrets = [s for s in (access_token, client_secret) if s]
+        self._auth = self._make_auth(access_token, client_id, client_secret, clock)
+        self._bucket = CostBucket(bucket_points, restore_rate, clock=clock)
+        self._max_query_cost = max_query_cost
+        self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
+        self._sleep = sleep
+        self._clock = clock
+        self._log = logger or logging.getLogger(LOGGER_NAME)
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=timeout,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "cancel_pipeline"},
+        )
+        self.stats = ClientStats()
+        self._stats_lock = threading.Lock()
+        self._auth_lock = threading.RLock()
+        self._local = threading.local()
+        # Requested cost of one order, learnt from the server's `requestedQueryCost` once it has answered.
+        self._order_cost = float(ORDER_COST)
+
+    @property
+    def endpoint(self) -> str:
+        """Path of the GraphQL endpoint (never a secret)."""
+        return f"/admin/api/{self.api_version}/graphql.json"
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    def iter_order_pages(
+        self,
+        *,
+        status: str = "any",
+        updated_at_min: datetime | None = None,
+        updated_at_max: datetime | None = None,
+        limit: int = MAX_CONNECTION_PAGE,
+        fields: list[str] | None = None,
+        streams: int = 1,
+    ) -> Iterator[OrderPage]:
+        """Pages of the `orders` connection for the filters, sorted by `updated_at`, one at a time.
+
+        Each page holds up to `limit` orders, fewer when the single-query cost limit needs it. `fields` is
+        REST's and not supported here; `streams` is accepted for interface parity, and one cursor is walked
+        (the cost bucket, not the latency, bounds a GraphQL fetch).
+        """
+        if not 1 <= limit <= MAX_CONNECTION_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_CONNECTION_PAGE}, got {limit}")
+        if streams < 1:
+            raise ValueError(f"streams must be at least 1, got {streams}")
+        if fields:
+            raise ValueError(
+                "fields= selects REST fields; the GraphQL client always selects the order fields"
+            )
+        search = orders_search(status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max)
+        request_path = f"{self.endpoint} orders(query: {search or ''!r}, sortKey: UPDATED_AT)"
+        after: str | None = None
+        page_number = 1
+        while True:
+            variables: dict[str, Any] = {"after": after, "query": search}
+            response, body, first = self._query_sized(
+                "orders", ORDERS_QUERY, variables, limit, self._order_cost
+            )
+            connection = _dig(body, "data", "orders")
+            nodes = connection.get("nodes") if isinstance(connection, dict) else None
+            info = connection.get("pageInfo") if isinstance(connection, dict) else None
+            if not isinstance(nodes, list) or not isinstance(info, dict):
+                raise self._unexpected_body("orders")
+            self._learn_order_cost(body, first)
+            yield self._page(page_number, request_path, response, nodes, "orders")
+            page_number += 1
+            if not info.get("hasNextPage"):
+                return
+            after = info.get("endCursor")
+            if not isinstance(after, str):
+                raise self._unexpected_body("orders")
+
+    def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
+        """Pages holding the given orders (any status), by `nodes(ids:)` in batches the cost limit allows."""
+        pending = [int(order_id) for order_id in ids]
+        page_number = 1
+        while pending:
+            batch_size = self._orders_per_query(MAX_CONNECTION_PAGE)
+            batch, pending = pending[:batch_size], pending[batch_size:]
+            variables = {"ids": [gid("Order", order_id) for order_id in batch]}
+            try:
+                response, body = self._post("nodes", NODES_QUERY, variables, self._order_cost * len(batch))
+            except _TooCostly as exc:
+                self._shrink_order_cost(exc.cost, len(batch))
+                pending = batch + pending
+                continue
+            nodes = _dig(body, "data", "nodes")
+            if not isinstance(nodes, list):
+                raise self._unexpected_body("nodes")
+            path = f"{self.endpoint} nodes(ids: {len(batch)} orders)"
+            yield self._page(page_number, path, response, nodes, "nodes")
+            page_number += 1
+
+    def count_orders(
+        self,
+        *,
+        status: str = "any",
+        updated_at_min: datetime | None = None,
+        updated_at_max: datetime | None = None,
+    ) -> int:
+        """`ordersCount` for the filters."""
+        search = orders_search(status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max)
+        _, body = self._post("ordersCount", ORDERS_COUNT_QUERY, {"query": search}, 1)
+        count = _dig(body, "data", "ordersCount", "count")
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise self._unexpected_body("ordersCount")
+        return count
+
+    def reset_stats(self) -> None:
+        """Start the counters in `stats` from zero."""
+        self.stats = ClientStats()
+
+    def close(self) -> None:
+        """Close the underlying HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> ShopifyGraphQLClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ShopifyGraphQLClient(store={self.store!r}, api_version={self.api_version!r})"
+
+    # -- pages and nested completion ------------------------------------------------------------------
+
+    def _page(
+        self, page_number: int, request_path: str, response: httpx.Response, nodes: list, operation: str
+    ) -> OrderPage:
+        completions = self._complete(nodes)
+        body = b'{"response":' + response.content + b',"completions":[' + b",".join(completions) + b"]}"
+        page = OrderPage(
+            page_number=page_number,
+            request_path=request_path,
+            api_version=response.headers.get("X-Shopify-API-Version") or self.api_version,
+            fetched_at=datetime.now(UTC),
+            body=body,
+            order_count=sum(1 for node in nodes if node is not None),
+            api=self.api,
+            operation=operation,
+        )
+        self._log.debug(
+            "%s GraphQL %s page %d: %d orders, %d completion queries (%d bytes)",
+            self.store,
+            operation,
+            page_number,
+            page.order_count,
+            len(completions),
+            len(body),
+        )
+        return page
+
+    def _complete(self, nodes: list) -> list[bytes]:
+        """Follow-up answers (verbatim) that complete the nested lists the page cut short."""
+        completions: list[bytes] = []
+        for node in nodes:
+            if not isinstance(node, dict) or not isinstance(node.get("id"), str):
+                continue  # not an order: the warehouse rejects it, there is nothing to complete
+            order_id = node["id"]
+            line_info = _dig(node, "lineItems", "pageInfo")
+            if isinstance(line_info, dict) and line_info.get("hasNextPage"):
+                completions += self._follow(
+                    "orderLineItems", ORDER_LINE_ITEMS_QUERY, order_id, line_info, "lineItems", LINE_ITEM_COST
+                )
+            refunds = node.get("refunds")
+            if isinstance(refunds, list) and len(refunds) >= NESTED_REFUNDS:
+                # `refunds` is a list, not a connection: a full first page may hide more; ask for all of them.
+                try:
+                    response, body = self._post("orderRefunds", ORDER_REFUNDS_QUERY, {"id": order_id}, 500)
+                except _TooCostly as exc:
+                    message = f"the refunds of {order_id} cost {exc.cost}, over the single query limit"
+                    raise self._graphql_error("orderRefunds", [{"message": message}]) from None
+                completions.append(response.content)
+                refunds = _dig(body, "data", "node", "refunds")
+            for refund in refunds if isinstance(refunds, list) else []:
+                info = _dig(refund, "refundLineItems", "pageInfo")
+                if isinstance(info, dict) and info.get("hasNextPage") and isinstance(refund.get("id"), str):
+                    completions += self._follow(
+                        "refundLineItems",
+                        REFUND_LINE_ITEMS_QUERY,
+                        refund["id"],
+                        info,
+                        "refundLineItems",
+                        REFUND_LINE_COST,
+                    )
+        return completions
+
+    def _follow(
+        self, operation: str, query: str, node_id: str, info: dict, field: str, node_cost: float
+    ) -> list[bytes]:
+        """Walk one nested connection of `node_id` from its `info` page on; the answers verbatim."""
+        answers = []
+        after = info.get("endCursor")
+        while isinstance(after, str):
+            variables = {"id": node_id, "after": after}
+            response, body, _ = self._query_sized(operation, query, variables, MAX_CONNECTION_PAGE, node_cost)
+            answers.append(response.content)
+            info = _dig(body, "data", "node", field, "pageInfo")
+            if not isinstance(info, dict):
+                raise self._unexpected_body(operation)
+            after = info.get("endCursor") if info.get("hasNextPage") else None
+        return answers
+
+    # -- sizing queries under the single-query cost limit ----------------------------------------------
+
+    def _query_sized(
+        self, operation: str, query: str, variables: dict[str, Any], limit: int, node_cost: float
+    ) -> tuple[httpx.Response, dict, int]:
+        """Send with the largest `first` the cost limit allows; a size the server refuses is split."""
+        first = self._nodes_per_query(limit, node_cost)
+        while True:
+            try:
+                response, body = self._post(
+                    operation, query, {**variables, "first": first}, 2 + first * node_cost
+                )
+                return response, body, first
+            except _TooCostly as exc:
+                if first == 1:
+                    raise self._graphql_error(
+                        operation, [{"message": f"one node costs {exc.cost}, over the single query limit"}]
+                    ) from None
+                # Sized by what the server computed, and always smaller than the refused size.
+                if exc.cost:
+                    node_cost = max(node_cost, (exc.cost - 2) / first)
+                first = min(first - 1, self._nodes_per_query(limit, node_cost), max(1, first // 2))
+                if operation == "orders":
+                    self._order_cost = node_cost
+                self._log.info(
+                    "%s: GraphQL %s is over the single query cost limit, asking for %d nodes per query",
+                    self.store,
+                    operation,
+                    first,
+                )
+
+    def _nodes_per_query(self, limit: int, node_cost: float) -> int:
+        return max(1, min(limit, math.floor((self._max_query_cost - 2) / max(node_cost, 1e-9))))
+
+    def _orders_per_query(self, limit: int) -> int:
+        return self._nodes_per_query(limit, self._order_cost)
+
+    def _learn_order_cost(self, body: dict, first: int) -> None:
+        requested = _dig(body, "extensions", "cost", "requestedQueryCost")
+        if isinstance(requested, int | float) and requested > 0 and first > 0:
+            self._order_cost = max(1.0, (float(requested) - 2) / first)
+
+    def _shrink_order_cost(self, cost: float | None, count: int) -> None:
+        learnt = (cost / count) if cost else self._order_cost * 2
+        self._order_cost = max(learnt, self._order_cost * 1.01)
+
+    # -- one query, with pacing and retries ---------------------------------------------------------
+
+    def _post(
+        self, operation: str, query: str, variables: dict[str, Any], estimated_cost: float
+    ) -> tuple[httpx.Response, dict]:
+        """Send one GraphQL query until it is answered without errors; the response and its parsed body."""
+        retries = self._retry.start()
+        attempts = 0
+        renewed_token = False
+        payload = {"query": query, "variables": variables, "operationName": _operation_name(query)}
+        url = self._base_url + self.endpoint
+        while True:
+            self._check_stop()
+            self._wait_for_bucket(estimated_cost)
+            with self._auth_lock:
+                headers = {_TOKEN_HEADER: self._auth.token()}
+            attempts += 1
+            with self._stats_lock:
+                self.stats.requests += 1
+                if attempts > 1:
+                    self.stats.retries += 1
+            setback: Setback
+            try:
+                response = self._http.post(url, json=payload, headers=headers)
+            except httpx.TransportError as exc:
+                # Timeouts, refused/reset connections and bodies cut short (RemoteProtocolError).
+                setback = Failed(type(exc).__name__)
+            else:
+                with self._stats_lock:
+                    self.stats.bytes_received += len(response.content)
+                outcome = self._classify(operation, response, estimated_cost)
+                if isinstance(outcome, dict):
+                    return response, outcome
+                if outcome is None:
+                    if renewed_token or not self._invalidate_token():
+                        raise self._status_error(operation, response)
+                    renewed_token = True  # a client-credentials token expired early: exchange once more
+                    continue
+                setback = outcome
+            delay = retries.after(setback)
+            if delay is None:
+                raise self._request_failed(operation, setback, attempts)
+            if isinstance(setback, Throttled):
+                with self._stats_lock:
+                    self.stats.throttled_429 += 1
+                    self.stats.rate_limit_wait_s += delay
+                self._log.warning("%s: GraphQL %s throttled, waiting %.2f s", self.store, operation, delay)
+            else:
+                self._log.warning(
+                    "%s: GraphQL %s failed (%s), retry %d of %d in %.2f s",
+                    self.store,
+                    operation,
+                    setback.problem,
+                    retries.failures,
+                    self._retry.max_retries,
+                    delay,
+                )
+            self._pause(delay)
+
+    def _classify(
+        self, operation: str, response: httpx.Response, estimated_cost: float
+    ) -> dict | Setback | None:
+        """The parsed body of a good answer, a setback to retry, None for a refused token; raises the rest."""
+        status = response.status_code
+        body: Any = None
+        if status == 200 or status == 429:
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                if status == 200:
+                    return Failed("body is not complete JSON (truncated?)", status)
+        cost = _dig(body, "extensions", "cost")
+        if cost is not None:
+            self._bucket.observe(cost)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        codes = [_dig(error, "extensions", "code") for error in errors] if isinstance(errors, list) else []
+        if status == 429 or "THROTTLED" in codes:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = (
+                retry_after if retry_after is not None else self._bucket.throttle_wait(cost, estimated_cost)
+            )
+            return Throttled(wait, status, "THROTTLED")
+        if status != 200:
+            failure = failure_for_status(status)
+            if failure is not None:
+                return failure
+            if status == 401:
+                return None
+            raise self._status_error(operation, response)
+        if errors:
+            if "MAX_COST_EXCEEDED" in codes or any(_QUERY_COST.search(str(e.get("message"))) for e in errors):
+                requested = _dig(cost, "requestedQueryCost")
+                match = next((m for e in errors if (m := _QUERY_COST.search(str(e.get("message"))))), None)
+                computed = float(match.group(1)) if match else requested
+                raise _TooCostly(computed if isinstance(computed, int | float) else None)
+            if any(code in ("INTERNAL_SERVER_ERROR",) for code in codes):
+                return Failed("INTERNAL_SERVER_ERROR", status)
+            raise self._graphql_error(operation, errors)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+            raise self._unexpected_body(operation)
+        return body
+
+    def _wait_for_bucket(self, cost: float) -> None:
+        delay = self._bucket.reserve(cost)
+        if delay > 0:
+            with self._stats_lock:
+                self.stats.rate_limit_wait_s += delay
+            self._pause(delay)
+
+    def _invalidate_token(self) -> bool:
+        with self._auth_lock:
+            return self._auth.invalidate()
+
+    def _check_stop(self) -> None:
+        stop = getattr(self._local, "stop", None)
+        if stop is not None and stop.is_set():
+            raise FetchStopped()
+
+    def _pause(self, seconds: float) -> None:
+        self._sleep(seconds)
+        self._check_stop()
+
+    # -- credentials --------------------------------------------------------------------------------
+
+    def _make_auth(
+        self,
+        access_token: str | None,
+        client_id: str | None,
+        client_secret: str | None,
+        clock: Callable[[], float],
+    ) -> AccessTokenProvider:
+        if access_token and (client_id or client_secret):
+            raise ShopifyConfigError(
+                f"store {self.store}: both an access token and client credentials are configured; "
+                "set SHOPIFY_ACCESS_TOKEN or SHOPIFY_CLIENT_ID/SHOPIFY_CLIENT_SECRET, not both",
+                store=self.store,
+                endpoint="",
+            )
+        if access_token:
+            return StaticToken(access_token)
+        if client_id and client_secret:
+            return ClientCredentialsToken(client_id, client_secret, self._exchange_credentials, clock=clock)
+        missing = (
+            "SHOPIFY_CLIENT_SECRET is not set"
+            if client_id
+            else "SHOPIFY_CLIENT_ID is not set"
+            if client_secret
+            else "no credentials configured; set SHOPIFY_ACCESS_TOKEN, or SHOPIFY_CLIENT_ID and "
+            "SHOPIFY_CLIENT_SECRET for the client-credentials grant"
+        )
+        raise ShopifyConfigError(f"store {self.store}: {missing}", store=self.store, endpoint="")
+
+    def _exchange_credentials(self, fields: dict[str, str]) -> TokenGrant:
+        """The client-credentials grant: form POST, JSON answer with `access_token` and `expires_in`."""
+        path = "/admin/oauth/access_token"
+        retries = self._retry.start()
+        while True:
+            setback: Setback
+            try:
+                response = self._http.post(self._base_url + path, data=fields)
+            except httpx.TransportError as exc:
+                setback = Failed(type(exc).__name__)
+            else:
+                if response.status_code in (400, 401, 403):
+                    raise ShopifyAuthError(
+                        "Shopify refused the client credentials; check SHOPIFY_CLIENT_ID and "
+                        f"SHOPIFY_CLIENT_SECRET (store {self.store}, POST {path}, HTTP {response.status_code})",
+                        store=self.store,
+                        endpoint=path,
+                        status=response.status_code,
+                    )
+                failure = failure_for_status(response.status_code)
+                if failure is None:
+                    try:
+                        body = orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        body = None
+                    token = body.get("access_token") if isinstance(body, dict) else None
+                    if not isinstance(token, str) or not token:
+                        raise self._unexpected_body("access_token")
+                    self._secrets.append(token)
+                    expires_in = body.get("expires_in")
+                    return token, float(expires_in) if isinstance(expires_in, int | float) else None
+                setback = failure
+            delay = retries.after(setback)
+            if delay is None:
+                raise self._request_failed("access_token", setback, 0)
+            self._pause(delay)
+
+    # -- errors ---------------------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _HIDDEN)
+        return text
+
+    def _graphql_error(self, operation: str, errors: list) -> ShopifyGraphQLError:
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        code = _dig(first, "extensions", "code")
+        message = self._redact(str(first.get("message", "")))[:300]
+        if code == "ACCESS_DENIED":
+            hint = (
+                "the app lacks an access scope: grant read_orders, and read_all_orders for orders older than "
+                "60 days"
+            )
+        elif "doesn't exist on type" in message or code == "undefinedField":
+            hint = (
+                f"Admin API version {self.api_version} does not know a field the pipeline asks for; pin "
+                "SHOPIFY_API_VERSION to a supported version, or set SHOPIFY_API=rest"
+            )
+        else:
+            hint = "Shopify refused the GraphQL query"
+        more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        return ShopifyGraphQLError(
+            f"{hint} (store {self.store}, GraphQL {operation}, {self.endpoint}"
+            f"{', ' + code if isinstance(code, str) else ''}): {message}{more}",
+            store=self.store,
+            endpoint=self.endpoint,
+            code=code if isinstance(code, str) else None,
+        )
+
+    def _status_error(self, operation: str, response: httpx.Response) -> ShopifyError:
+        status = response.status_code
+        detail = self._redact(response.text[:300].strip())
+        where = f"store {self.store}, GraphQL {operation}, {self.endpoint}, HTTP {status}"
+        error_class: type[ShopifyError] = ShopifyError
+        if status == 401:
+            error_class = ShopifyAuthError
+            hint = "Shopify refused the access token; check SHOPIFY_ACCESS_TOKEN (or the client credentials)"
+        elif status == 402:
+            error_class = ShopifyPaymentRequiredError
+            hint = "the store is frozen (payment required); nothing can be read until its bill is paid"
+        elif status == 403:
+            error_class = ShopifyForbiddenError
+            hint = "the app lacks an access scope: it needs read_orders, and read_all_orders beyond 60 days"
+        elif status == 404:
+            error_class = ShopifyNotFoundError
+            hint = "not found; check the store name and SHOPIFY_API_VERSION"
+        elif status == 423:
+            error_class = ShopifyLockedError
+            hint = "the store is locked"
+        else:
+            hint = "Shopify rejected the request"
+        return error_class(
+            f"{hint} ({where}){': ' + detail if detail else ''}",
+            store=self.store,
+            endpoint=self.endpoint,
+            status=status,
+        )
+
+    def _request_failed(self, operation: str, last: Setback, attempts: int) -> ShopifyRequestFailed:
+        shown = f"HTTP {last.status}" if last.status is not None else "no response"
+        return ShopifyRequestFailed(
+            f"GraphQL {operation} on store {self.store} ({self.endpoint}) still failed after {attempts} "
+            f"attempts (last: {shown}, {last.problem})",
+            store=self.store,
+            endpoint=self.endpoint,
+            status=last.status,
+            attempts=attempts,
+        )
+
+    def _unexpected_body(self, operation: str) -> ShopifyError:
+        return ShopifyError(
+            f"unexpected GraphQL answer from store {self.store}, {operation} on {self.endpoint}",
+            store=self.store,
+            endpoint=self.endpoint,
+            status=200,
+        )
+
+
+def _operation_name(query: str) -> str | None:
+    match = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
+    return match.group(1) if match else None
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    """`value[k1][k2]...`, or None as soon as a level is not a dict."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value

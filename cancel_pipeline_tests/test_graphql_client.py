@@ -1,0 +1,202 @@
+"""`ShopifyGraphQLClient` against a fact-sheet GraphQL endpoint (MockTransport): paging, nested completion,
+cost pacing, splitting, retries and errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from cancel_pipeline.shopify.errors import ShopifyRequestFailed
+from cancel_pipeline.shopify.graphql import ShopifyGraphQLClient, ShopifyGraphQLError
+from cancel_pipeline.shopify.retry import RetryPolicy
+from cancel_pipeline.warehouse.raw_pages import land_pages
+from cancel_pipeline_tests.graphql_responder import TOKEN, FakeClock, GraphQLShop, graphql_error
+from cancel_pipeline_tests.order_builders import line_item, order, refund, table_rows, utc
+
+T0 = utc(2026, 3, 3)
+
+
+def _orders(count: int, *, cancelled_every: int = 3) -> list[dict[str, Any]]:
+    return [
+        order(
+            1000 + n,
+            T0 + timedelta(seconds=30 * n),
+            cancelled_at=T0 if n % cancelled_every == 0 else None,
+        )
+        for n in range(count)
+    ]
+
+
+def _client(shop: GraphQLShop, **kwargs: Any) -> ShopifyGraphQLClient:
+    return ShopifyGraphQLClient(
+        "unit-shop",
+        access_token=TOKEN,
+        transport=shop.transport(),
+        sleep=shop.clock.sleep,
+        clock=shop.clock,
+        retry_policy=kwargs.pop("retry_policy", RetryPolicy(max_retries=3)),
+        **kwargs,
+    )
+
+
+def _ids(pages: list) -> list[int]:
+    return [int(node["id"].rsplit("/", 1)[1]) for page in pages for node in _nodes(page)]
+
+
+def _nodes(page: Any) -> list[dict]:
+    data = json.loads(page.body)["response"]["data"]
+    return [n for n in (data["orders"]["nodes"] if "orders" in data else data["nodes"]) if n]
+
+
+def test_pages_cover_the_window_in_updated_at_order_and_grow_once_the_cost_is_known() -> None:
+    shop = GraphQLShop(_orders(300))
+    with _client(shop) as client:
+        pages = list(
+            client.iter_order_pages(
+                status="any", updated_at_min=T0, updated_at_max=T0 + timedelta(seconds=30 * 199)
+            )
+        )
+    assert _ids(pages) == [1000 + n for n in range(200)]
+    assert [p.page_number for p in pages] == list(range(1, len(pages) + 1))
+    assert all((p.api, p.operation) == ("graphql", "orders") for p in pages)
+    assert sum(p.order_count for p in pages) == 200
+    # The first page is sized by the client's estimate; later ones by the server's requestedQueryCost.
+    assert shop.firsts[0] < shop.firsts[1] == 49
+    assert "updated_at:>='2026-03-03T00:00:00Z'" in pages[0].request_path
+
+
+def test_the_cancellation_feed_asks_for_cancelled_orders_only() -> None:
+    shop = GraphQLShop(_orders(30))
+    with _client(shop) as client:
+        pages = list(
+            client.iter_order_pages(
+                status="cancelled", updated_at_min=T0, updated_at_max=T0 + timedelta(hours=1)
+            )
+        )
+        count = client.count_orders(status="cancelled", updated_at_min=T0)
+    assert _ids(pages) == [1000 + n for n in range(0, 30, 3)]
+    assert count == 10
+
+
+def test_a_query_over_the_cost_limit_is_split_not_failed() -> None:
+    shop = GraphQLShop(_orders(40), order_cost=300)
+    with _client(shop) as client:
+        pages = list(client.iter_order_pages())
+    assert _ids(pages) == [1000 + n for n in range(40)]
+    assert max(shop.firsts) * 300 + 2 <= 1000
+    assert client.stats.requests == len(pages) + 1  # the one refused size
+
+
+def test_steady_state_paging_is_paced_below_throttling() -> None:
+    # A small bucket: 400 points refilling 50/s, 20 points an order, 49 orders a page (~990 points).
+    shop = GraphQLShop(_orders(600), bucket_size=1000, restore_rate=50, actual_share=1.0)
+    with _client(shop, bucket_points=1000, restore_rate=50) as client:
+        pages = list(client.iter_order_pages())
+    assert sum(p.order_count for p in pages) == 600
+    assert shop.throttled == 0
+    assert client.stats.rate_limit_wait_s > 0
+    assert shop.clock.slept >= (600 * 20 - 1000) / 50 * 0.9  # about what the bucket needs, not more retries
+
+
+def test_throttled_5xx_truncated_and_dropped_answers_are_retried() -> None:
+    shop = GraphQLShop(_orders(5))
+
+    def dropped() -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+    shop.faults = [
+        graphql_error("Throttled", "THROTTLED"),
+        lambda: httpx.Response(503, text="unavailable"),
+        lambda: httpx.Response(200, content=b'{"data": {"orders": {"nodes": [{"id"'),
+        dropped,
+        lambda: httpx.Response(429, headers={"Retry-After": "2.0"}, json={"errors": "Throttled"}),
+    ]
+    with _client(shop) as client:
+        pages = list(client.iter_order_pages())
+    assert _ids(pages) == [1000 + n for n in range(5)]
+    assert client.stats.retries == 5
+    assert client.stats.throttled_429 == 2
+
+
+def test_failures_beyond_the_policy_fail_naming_the_store_and_operation() -> None:
+    shop = GraphQLShop(_orders(1))
+    shop.faults = [lambda: httpx.Response(502, text="bad gateway")] * 10
+    with _client(shop) as client, pytest.raises(ShopifyRequestFailed) as raised:
+        list(client.iter_order_pages())
+    assert "GraphQL orders on store unit-shop.myshopify.com" in str(raised.value)
+    assert "4 attempts" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "fix"),
+    [
+        (
+            "Field 'displayFulfillmentStatus' doesn't exist on type 'Order'",
+            "undefinedField",
+            "SHOPIFY_API_VERSION",
+        ),
+        (
+            "Access denied for orders field. Required access: `read_orders` access scope.",
+            "ACCESS_DENIED",
+            "read_all_orders",
+        ),
+    ],
+)
+def test_graphql_errors_fail_with_the_fix(message: str, code: str, fix: str) -> None:
+    shop = GraphQLShop(_orders(1))
+    shop.faults = [graphql_error(f"{message} token {TOKEN}", code)]
+    with _client(shop) as client, pytest.raises(ShopifyGraphQLError) as raised:
+        list(client.iter_order_pages())
+    text = str(raised.value)
+    assert "store unit-shop.myshopify.com" in text and "GraphQL orders" in text and fix in text
+    assert TOKEN not in text
+    assert raised.value.code == code
+
+
+def test_an_order_with_300_line_items_and_long_refunds_lands_whole(con) -> None:
+    lines = [line_item(7_000_000 + n, 2) for n in range(300)]
+    refunds = [
+        refund(90 + r, T0, [(lines[r * 20 + k]["id"], 1, "cancel") for k in range(15)]) for r in range(6)
+    ]
+    shop = GraphQLShop([order(77, T0, line_items=lines, refunds=refunds), *_orders(3)])
+    with _client(shop) as client:
+        pages = list(client.iter_order_pages())
+        landed = land_pages(
+            con,
+            asset="raw_updated_order_pages",
+            partition_key="k",
+            window_start=None,
+            window_end=None,
+            requested_min=None,
+            requested_max=None,
+            pages=pages,
+        )
+    assert landed.orders == 4
+    assert shop.operations.count("OrderLineItems") == 2  # 290 further lines: 250 + 40
+    assert shop.operations.count("OrderRefunds") == 1
+    assert shop.operations.count("RefundLineItems") == 6
+    [row] = table_rows(con, "select line_items, refunds from raw_order_objects where order_id = 77")
+    assert [li["id"] for li in row["line_items"]] == [li["id"] for li in lines]
+    assert [len(r["refund_line_items"]) for r in row["refunds"]] == [15] * 6
+
+
+def test_get_orders_reads_by_global_ids_and_skips_unknown_ones(con) -> None:
+    shop = GraphQLShop(_orders(120), order_cost=15)
+    with _client(shop) as client:
+        pages = list(client.get_orders([1005, 99, 1100, *range(1000, 1100)]))
+    assert all(p.operation == "nodes" for p in pages)
+    assert len(pages) > 1  # batched under the cost limit
+    assert sorted(set(_ids(pages))) == list(range(1000, 1101))
+
+
+def test_a_refused_token_fails_with_the_setting_to_check() -> None:
+    shop = GraphQLShop(_orders(1))
+    client = ShopifyGraphQLClient(
+        "unit-shop", access_token="wrong", transport=shop.transport(), sleep=FakeClock().sleep
+    )
+    with client, pytest.raises(Exception, match="SHOPIFY_ACCESS_TOKEN"):
+        client.count_orders()
