@@ -146,3 +146,33 @@ def graphql_page(orders: list[dict[str, Any]], *, operation: str = "orders") -> 
         data = {"nodes": shown}
     response = {"data": data, "extensions": {"cost": {"requestedQueryCost": 100, "actualQueryCost": 50}}}
     return json.dumps({"response": response, "completions": completions}).encode()
+
+
+def bulk_lines(orders: list[dict[str, Any]], *, inline_refund_lines: bool = False) -> list[bytes]:
+    """REST orders as a bulk operation's JSONL lines (groupObjects): each order's line, then its line items
+    and refund lines as children with `__parentId`; refund lines kept inline in the order's line instead
+    when `inline_refund_lines`."""
+    lines: list[bytes] = []
+    for order in orders:
+        node = graphql_node(order)
+        root = {key: value for key, value in node.items() if key not in ("lineItems", "refunds")}
+        root["refunds"] = [
+            {
+                "id": r["id"],
+                "createdAt": r["createdAt"],
+                **(
+                    {"refundLineItems": {"edges": [{"node": x} for x in r["refundLineItems"]["nodes"]]}}
+                    if inline_refund_lines
+                    else {}
+                ),
+            }
+            for r in node["refunds"]
+        ]
+        lines.append(json.dumps(root).encode() + b"\n")
+        for item in node["lineItems"]["nodes"]:
+            lines.append(json.dumps({**item, "__parentId": node["id"]}).encode() + b"\n")
+        if not inline_refund_lines:
+            for r in node["refunds"]:
+                for x in r["refundLineItems"]["nodes"]:
+                    lines.append(json.dumps({**x, "__parentId": r["id"]}).encode() + b"\n")
+    return lines

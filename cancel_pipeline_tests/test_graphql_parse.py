@@ -16,7 +16,7 @@ from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.derive import derive_new_pages
 from cancel_pipeline.warehouse.raw_pages import land_page, reparse_landed_pages
 from cancel_pipeline.warehouse.schema import ensure_schema
-from cancel_pipeline_tests.graphql_builders import graphql_node, graphql_page
+from cancel_pipeline_tests.graphql_builders import bulk_lines, graphql_node, graphql_page
 from cancel_pipeline_tests.order_builders import line_item, order, refund, table_rows, utc
 
 T0 = utc(2026, 3, 3, 10)
@@ -44,6 +44,8 @@ def _land(
     ensure_schema(con)
     if api == "rest":
         body = json.dumps({"orders": orders}).encode()
+    elif operation == "bulk":
+        body = b"".join(bulk_lines(orders, inline_refund_lines=len(orders) % 2 == 1))
     else:
         body = graphql_page(orders, operation=operation)
     land_page(
@@ -119,16 +121,20 @@ def rest_orders(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(orders=rest_orders())
-def test_graphql_page_parses_to_the_rest_rows(orders: list[dict[str, Any]]) -> None:
+def test_graphql_and_bulk_pages_parse_to_the_rest_rows(orders: list[dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory(prefix="gql-parse-") as folder:
-        rest = duckdb.connect(str(Path(folder) / "rest.duckdb"))
-        gql = duckdb.connect(str(Path(folder) / "gql.duckdb"))
-        _land(rest, orders, "rest")
-        _land(gql, orders, "graphql")
-        assert _objects(gql) == _objects(rest)
-        assert _derived(gql) == _derived(rest)
-        rest.close()
-        gql.close()
+        connections = {
+            name: duckdb.connect(str(Path(folder) / f"{name}.duckdb")) for name in ("rest", "gql", "bulk")
+        }
+        _land(connections["rest"], orders, "rest")
+        _land(connections["gql"], orders, "graphql")
+        _land(connections["bulk"], orders, "graphql", "bulk")
+        expected_objects, expected_tables = _objects(connections["rest"]), _derived(connections["rest"])
+        for name in ("gql", "bulk"):
+            assert _objects(connections[name]) == expected_objects, name
+            assert _derived(connections[name]) == expected_tables, name
+        for connection in connections.values():
+            connection.close()
 
 
 def test_nested_lists_are_completed_for_an_order_with_300_line_items(con: duckdb.DuckDBPyConnection) -> None:
@@ -214,3 +220,24 @@ def test_graphql_node_builder_matches_the_fact_sheet_shape() -> None:
     assert node["id"] == "gid://shopify/Order/9"
     assert node["cancelReason"] == "CUSTOMER"
     assert node["updatedAt"].endswith("Z")
+
+
+def test_a_bulk_order_the_contract_cannot_type_is_a_reject_with_its_line(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    ensure_schema(con)
+    lines = bulk_lines([order(1, T0), order(2, T0, line_items=[line_item(21, 1), line_item(22, 1)])])
+    bad = json.loads(lines[2])
+    bad["totalPriceSet"]["shopMoney"]["amount"] = "a lot"
+    lines[2] = json.dumps(bad).encode() + b"\n"
+    body = b"".join(lines)
+    land_page(con, _page(body, 2, "graphql", "bulk"), asset="raw_updated_order_pages", partition_key="k")
+    rows = table_rows(
+        con, "select position, order_id, reason, raw_order, line_items from raw_order_objects order by 1"
+    )
+    assert [(r["position"], r["order_id"], r["reason"]) for r in rows] == [
+        (1, 1, None),
+        (2, 2, "total_price_unparseable"),
+    ]
+    assert json.loads(rows[1]["raw_order"])["totalPriceSet"]["shopMoney"]["amount"] == "a lot"
+    assert [li["id"] for li in rows[1]["line_items"]] == [21, 22]

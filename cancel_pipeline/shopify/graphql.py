@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +30,7 @@ import httpx
 import orjson
 
 from cancel_pipeline.shopify.auth import AccessTokenProvider, ClientCredentialsToken, StaticToken, TokenGrant
+from cancel_pipeline.shopify.bulk import BulkExport, BulkSettings
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, LOGGER_NAME, resolve_store
 from cancel_pipeline.shopify.cost import (
     MAX_QUERY_COST,
@@ -119,6 +120,8 @@ class ShopifyGraphQLClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        bulk_threshold: timedelta | None = None,
+        bulk_settings: BulkSettings | None = None,
     ) -> None:
         self._base_url, self.store = resolve_store(store)
         self.api_version = api_version
@@ -142,6 +145,31 @@ class ShopifyGraphQLClient:
         self._local = threading.local()
         # Requested cost of one order, learnt from the server's `requestedQueryCost` once it has answered.
         self._order_cost = float(ORDER_COST)
+        self.bulk_threshold = bulk_threshold
+        self._bulk_settings = bulk_settings or BulkSettings()
+
+    @property
+    def log(self) -> logging.Logger:
+        """The client's logger (the run's, inside Dagster)."""
+        return self._log
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP connection pool (a bulk result is downloaded through it, without the token)."""
+        return self._http
+
+    def pause(self, seconds: float) -> None:
+        """Wait, with the client's injectable sleep."""
+        self._pause(seconds)
+
+    def execute(self, operation: str, query: str, variables: dict[str, Any], cost: float = 10) -> dict:
+        """Send one query or mutation, paced and retried; its parsed answer (`data` and `extensions`)."""
+        try:
+            return self._post(operation, query, variables, cost)[1]
+        except _TooCostly as exc:
+            raise self._graphql_error(
+                operation, [{"message": f"query cost {exc.cost} over the limit"}]
+            ) from None
 
     @property
     def endpoint(self) -> str:
@@ -176,6 +204,11 @@ class ShopifyGraphQLClient:
             )
         search = orders_search(status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max)
         request_path = f"{self.endpoint} orders(query: {search or ''!r}, sortKey: UPDATED_AT)"
+        if self._wants_bulk(updated_at_min, updated_at_max):
+            export = BulkExport(self, self._bulk_settings)
+            if export.start(search) is not None:
+                yield from self._bulk_pages(export, f"{self.endpoint} bulkOperationRunQuery {request_path}")
+                return
         after: str | None = None
         page_number = 1
         while True:
@@ -196,6 +229,25 @@ class ShopifyGraphQLClient:
             after = info.get("endCursor")
             if not isinstance(after, str):
                 raise self._unexpected_body("orders")
+
+    def _wants_bulk(self, updated_at_min: datetime | None, updated_at_max: datetime | None) -> bool:
+        """A range longer than `bulk_threshold` is read by one bulk operation; shorter ones page."""
+        if self.bulk_threshold is None or updated_at_min is None or updated_at_max is None:
+            return False
+        return updated_at_max - updated_at_min > self.bulk_threshold
+
+    def _bulk_pages(self, export: BulkExport, request_path: str) -> Iterator[OrderPage]:
+        finished = False
+        try:
+            state = export.wait()
+            finished = True
+            yield from export.pages(state, f"{request_path} {export.operation_id}")
+        except BaseException:
+            # Stopped while Shopify still works on it (an error, a terminated run, the caller gave up):
+            # cancel it, or it would hold the app's bulk slot until it finishes.
+            if not finished:
+                export.cancel()
+            raise
 
     def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
         """Pages holding the given orders (any status), by `nodes(ids:)` in batches the cost limit allows."""

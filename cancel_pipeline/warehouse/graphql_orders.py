@@ -85,6 +85,46 @@ _FULFILLMENT_STATUS = """case o.displayFulfillmentStatus
             when 'RESTOCKED' then 'restocked'
         end"""
 
+# `f` from `gql_final` (page_seq, position, o: the order node, lines: its line items, refunds: its refunds
+# with their lines), spelling each order as REST does.
+_F_FROM_FINAL = f"""f as (
+    select
+        g.page_seq, g.position,
+        {gid_json("o.id", "Order")} as id,
+        o."name" as "name",
+        o.createdAt as created_at,
+        o.updatedAt as updated_at,
+        o.cancelledAt as cancelled_at,
+        lower(o.cancelReason) as cancel_reason,
+        o.closedAt as closed_at,
+        lower(o.displayFinancialStatus) as financial_status,
+        {_FULFILLMENT_STATUS} as fulfillment_status,
+        o.sourceName as source_name,
+        o.currencyCode as currency,
+        o.totalPriceSet.shopMoney.amount as total_price,
+        o.test as test,
+        array_to_string(o.tags, ', ') as tags,
+        to_json(list_transform(g.refunds, lambda r: struct_pack(
+            id := {gid_bigint("r.id", "Refund")},
+            created_at := r.createdAt,
+            refund_line_items := list_transform(r.refundLineItems.nodes, lambda l: struct_pack(
+                line_item_id := {gid_bigint("l.lineItem.id", "LineItem")},
+                quantity := l.quantity,
+                restock_type := lower(l.restockType)
+            ))
+        ))) as refunds,
+        list_transform(g.lines, lambda e: struct_pack(
+            id := {gid_json("e.id", "LineItem")},
+            variant_id := {gid_bigint("e.variant.id", "ProductVariant")},
+            product_id := {gid_bigint("e.product.id", "Product")},
+            sku := e.sku,
+            title := e.title,
+            quantity := e.quantity,
+            current_quantity := e.currentQuantity
+        )) as line_items
+    from gql_final g
+)"""
+
 # An `f` for GraphQL pages: the same columns as the REST source of `typed_orders`.
 _GRAPHQL_SOURCE = f"""
 docs as (
@@ -139,44 +179,13 @@ gql_completed_refunds as (
     left join gql_extra e on e.page_seq = r.page_seq and e.node_id = r.refund.id
     group by r.page_seq, r.position
 ),
-f as (
-    select
-        g.page_seq, g.position,
-        {gid_json("o.id", "Order")} as id,
-        o."name" as "name",
-        o.createdAt as created_at,
-        o.updatedAt as updated_at,
-        o.cancelledAt as cancelled_at,
-        lower(o.cancelReason) as cancel_reason,
-        o.closedAt as closed_at,
-        lower(o.displayFinancialStatus) as financial_status,
-        {_FULFILLMENT_STATUS} as fulfillment_status,
-        o.sourceName as source_name,
-        o.currencyCode as currency,
-        o.totalPriceSet.shopMoney.amount as total_price,
-        o.test as test,
-        array_to_string(o.tags, ', ') as tags,
-        to_json(list_transform(coalesce(c.refunds, g.refunds), lambda r: struct_pack(
-            id := {gid_bigint("r.id", "Refund")},
-            created_at := r.createdAt,
-            refund_line_items := list_transform(r.refundLineItems.nodes, lambda l: struct_pack(
-                line_item_id := {gid_bigint("l.lineItem.id", "LineItem")},
-                quantity := l.quantity,
-                restock_type := lower(l.restockType)
-            ))
-        ))) as refunds,
-        list_transform(g.lines, lambda e: struct_pack(
-            id := {gid_json("e.id", "LineItem")},
-            variant_id := {gid_bigint("e.variant.id", "ProductVariant")},
-            product_id := {gid_bigint("e.product.id", "Product")},
-            sku := e.sku,
-            title := e.title,
-            quantity := e.quantity,
-            current_quantity := e.currentQuantity
-        )) as line_items
+gql_final as (
+    select g.page_seq, g.position, g.o, g.lines, coalesce(c.refunds, g.refunds) as refunds
     from gql_orders g
     left join gql_completed_refunds c using (page_seq, position)
-)"""
+),
+{_F_FROM_FINAL}"""
+
 
 GRAPHQL_OBJECTS_SELECT = f"with {_GRAPHQL_SOURCE},{_TYPED_TAIL}"
 """One typed row per order node of a chunk of GraphQL pages; parameters as `TYPED_OBJECTS_SELECT`'s."""
@@ -186,3 +195,121 @@ INSERT_GRAPHQL_OBJECTS_SQL = "insert into raw_order_objects by name " + GRAPHQL_
 
 GRAPHQL_OBJECT_PATHS = ("$.response.data.orders.nodes", "$.response.data.nodes")
 """Where a GraphQL page keeps its order nodes (the first that exists), for quoting a reject verbatim."""
+
+
+# --- Bulk operation results ------------------------------------------------------------------------------
+#
+# A bulk page is a chunk of the operation's JSONL holding whole orders: an order's line, then the lines of
+# its children, each with `__parentId` (line items under the order, refund lines under their refund). A
+# connection Shopify kept inline (`{"edges": [{"node": ...}]}` or `{"nodes": [...]}`) is read as well.
+
+_INLINE_LINES = {"edges": [{"node": _LINE_ITEM}], "nodes": [_LINE_ITEM]}
+_INLINE_REFUND_LINES = {"edges": [{"node": _REFUND_LINE}], "nodes": [_REFUND_LINE]}
+_BULK_LINE = {
+    **{key: value for key, value in ORDER_NODE.items() if key not in ("lineItems", "refunds")},
+    "__parentId": "VARCHAR",
+    "lineItems": _INLINE_LINES,
+    "refunds": [{"id": "VARCHAR", "createdAt": "VARCHAR", "refundLineItems": _INLINE_REFUND_LINES}],
+    # a line item's fields beyond the order's
+    "sku": "VARCHAR",
+    "title": "VARCHAR",
+    "quantity": "JSON",
+    "currentQuantity": "BIGINT",
+    "variant": {"id": "VARCHAR"},
+    "product": {"id": "VARCHAR"},
+    # a refund line's
+    "lineItem": {"id": "VARCHAR"},
+    "restockType": "VARCHAR",
+}
+BULK_LINE_STRUCTURE = json.dumps(_BULK_LINE)
+
+_BULK_LINES = """
+bulk_lines as (
+    select page_seq, line_no, line
+    from (
+        select page_seq, unnest(lines) as line, generate_subscripts(lines, 1) as line_no
+        from (
+            select page.page_seq, string_split(file.content, chr(10)) as lines
+            from read_text($files) as file
+            join (select unnest($files) as filename, unnest($seqs) as page_seq) as page using (filename)
+        )
+    )
+    where trim(line) <> ''
+)"""
+
+_BULK_SOURCE = f"""{_BULK_LINES},
+bulk_parsed as (
+    select page_seq, line_no, json_transform(line, '{BULK_LINE_STRUCTURE}') as j from bulk_lines
+),
+bulk_roots as (
+    select page_seq, j as o, row_number() over (partition by page_seq order by line_no)::integer as position
+    from bulk_parsed
+    where j."__parentId" is null
+),
+bulk_child_lines as (
+    select page_seq, j."__parentId" as parent_id, list(struct_pack(
+        id := j.id, sku := j.sku, title := j.title, quantity := j.quantity,
+        currentQuantity := j.currentQuantity, variant := j.variant, product := j.product
+    ) order by line_no) as lines
+    from bulk_parsed
+    where j."__parentId" is not null and j.lineItem is null and j.restockType is null
+    group by all
+),
+bulk_child_refund_lines as (
+    select page_seq, j."__parentId" as parent_id, list(struct_pack(
+        lineItem := j.lineItem, quantity := try_cast(j.quantity::varchar as bigint), restockType := j.restockType
+    ) order by line_no) as lines
+    from bulk_parsed
+    where j."__parentId" is not null and (j.lineItem is not null or j.restockType is not null)
+    group by all
+),
+bulk_refunds as (
+    select r.page_seq, r.position, list(struct_pack(
+        id := r.refund.id, createdAt := r.refund.createdAt, refundLineItems := struct_pack(nodes := list_concat(
+            coalesce(r.refund.refundLineItems.nodes, []),
+            coalesce(list_transform(r.refund.refundLineItems.edges, lambda e: e.node), []),
+            coalesce(c.lines, [])
+        ))
+    ) order by r.ri) as refunds
+    from (
+        select page_seq, position, unnest(o.refunds) as refund, generate_subscripts(o.refunds, 1) as ri
+        from bulk_roots
+    ) r
+    left join bulk_child_refund_lines c on c.page_seq = r.page_seq and c.parent_id = r.refund.id
+    group by r.page_seq, r.position
+),
+gql_final as (
+    select
+        b.page_seq, b.position, b.o,
+        list_concat(
+            coalesce(b.o.lineItems.nodes, []),
+            coalesce(list_transform(b.o.lineItems.edges, lambda e: e.node), []),
+            coalesce(l.lines, [])
+        ) as lines,
+        coalesce(r.refunds, []) as refunds
+    from bulk_roots b
+    left join bulk_child_lines l on l.page_seq = b.page_seq and l.parent_id = b.o.id
+    left join bulk_refunds r on r.page_seq = b.page_seq and r.position = b.position
+),
+{_F_FROM_FINAL}"""
+
+BULK_OBJECTS_SELECT = f"with {_BULK_SOURCE},{_TYPED_TAIL}"
+"""One typed row per order of a chunk of bulk JSONL pages; parameters as `TYPED_OBJECTS_SELECT`'s."""
+
+INSERT_BULK_OBJECTS_SQL = "insert into raw_order_objects by name " + BULK_OBJECTS_SELECT
+"""Appends the typed objects of a chunk of bulk pages to `raw_order_objects`."""
+
+COMPLETE_BULK_REJECTS_SQL = f"""
+with {_BULK_LINES},
+roots as (
+    select page_seq, line, row_number() over (partition by page_seq order by line_no)::integer as position
+    from bulk_lines
+    where json_extract_string(line, '$.__parentId') is null
+)
+update raw_order_objects o
+set raw_order = r.line::json,
+    detail = case when o.reason = 'line_items_invalid' then o.detail || '(in the child lines)' else o.detail end
+from roots r
+where o.reason is not null and o.page_seq = r.page_seq and o.position = r.position
+"""
+"""Completes the rejects of some bulk pages with their order's line verbatim (parameters: files, seqs)."""

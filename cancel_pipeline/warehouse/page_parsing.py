@@ -21,7 +21,12 @@ from pathlib import Path
 
 import duckdb
 
-from cancel_pipeline.warehouse.graphql_orders import GRAPHQL_OBJECT_PATHS, INSERT_GRAPHQL_OBJECTS_SQL
+from cancel_pipeline.warehouse.graphql_orders import (
+    COMPLETE_BULK_REJECTS_SQL,
+    GRAPHQL_OBJECT_PATHS,
+    INSERT_BULK_OBJECTS_SQL,
+    INSERT_GRAPHQL_OBJECTS_SQL,
+)
 from cancel_pipeline.warehouse.typed_orders import (
     INSERT_OBJECTS_SQL,
     RAW_ORDER_OBJECTS_DDL,
@@ -35,6 +40,7 @@ WORKER_MEMORY_LIMIT = "384MB"
 
 REST_SHAPE = "rest"
 GRAPHQL_SHAPE = "graphql"
+BULK_SHAPE = "bulk"
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,12 @@ class PageFile:
 
 def page_shape(api: str, operation: str) -> str:
     """The layout of a page's body from the API and operation that produced it (`raw_order_pages` records
-    both): `rest` (`{"orders": [...]}`) or `graphql` (an answer with its completions)."""
+    both): `rest` (`{"orders": [...]}`), `graphql` (an answer with its completions) or `bulk` (a chunk of a
+    bulk operation's JSONL)."""
     if api == "rest":
         return REST_SHAPE
     if api == "graphql":
-        return GRAPHQL_SHAPE
+        return BULK_SHAPE if operation == "bulk" else GRAPHQL_SHAPE
     raise ValueError(f"raw page from unknown API {api!r} (operation {operation!r}); expected rest or graphql")
 
 
@@ -63,11 +70,13 @@ class _Shape:
     insert_sql: str
     object_paths: tuple[str, ...]
     line_items_key: str
+    jsonl: bool = False
 
 
 _SHAPES = {
     REST_SHAPE: _Shape(INSERT_OBJECTS_SQL, ("$.orders",), "line_items"),
     GRAPHQL_SHAPE: _Shape(INSERT_GRAPHQL_OBJECTS_SQL, GRAPHQL_OBJECT_PATHS, "lineItems"),
+    BULK_SHAPE: _Shape(INSERT_BULK_OBJECTS_SQL, (), "lineItems", jsonl=True),
 }
 
 
@@ -92,7 +101,12 @@ def _insert_shape(con: duckdb.DuckDBPyConnection, shape: _Shape, pages: list[Pag
         {"seqs": seqs},
     ).fetchall():
         rejects.setdefault((int(page_seq), file_of[int(page_seq)]), []).append(int(position))
-    if rejects:
+    if rejects and shape.jsonl:
+        con.execute(
+            COMPLETE_BULK_REJECTS_SQL,
+            {"files": [path for _, path in rejects], "seqs": [page_seq for page_seq, _ in rejects]},
+        )
+    elif rejects:
         con.execute(
             complete_rejects_sql(
                 rejects, object_paths=shape.object_paths, line_items_key=shape.line_items_key

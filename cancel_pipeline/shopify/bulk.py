@@ -1,0 +1,328 @@
+"""History through a Bulk Operation: one `bulkOperationRunQuery` over a whole range instead of paging.
+
+Shopify runs the query on its side and offers the result as a JSONL file: one line per order, one per line
+item and refund line with `__parentId` naming its parent (asked with `groupObjects: true`, so children come
+right after their parent). This module starts the operation, polls it with backoff while logging progress
+(objects so far, elapsed), then streams the file and cuts it into pages of whole orders (a chunk ends only
+before an order's line), each landed verbatim; the warehouse joins children to parents inside DuckDB.
+
+What can go wrong, and what happens:
+
+- another bulk query of the app is running: wait up to `wait_for_slot_s` for it, then say so and return
+  None, so the caller pages instead;
+- the operation FAILED (a `partialDataUrl` may exist), was CANCELED or EXPIRED: `BulkOperationFailed`; nothing
+  partial is landed, because landing happens only once every page has been read;
+- the download is cut: resumed from the last whole line (`Range`), or restarted and the bytes already read
+  skipped when the server ignores ranges; an expired or unreachable URL is asked for again once;
+- the run is stopped (an exception, Dagster terminating the run, the caller closing the iterator): the
+  operation is cancelled with `bulkOperationCancel`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from cancel_pipeline.shopify.errors import ShopifyError
+from cancel_pipeline.shopify.pages import OrderPage
+
+if TYPE_CHECKING:
+    from cancel_pipeline.shopify.graphql import ShopifyGraphQLClient
+
+#: Bytes of JSONL per landed page (cut on an order boundary): large enough to parse in few statements.
+BULK_CHUNK_BYTES = 8 * 1024 * 1024
+
+_TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "EXPIRED"}
+_LINE_ITEM_FIELDS = "id sku title quantity currentQuantity variant { id } product { id }"
+_REFUND_LINE_FIELDS = "lineItem { id } quantity restockType"
+
+RUN_MUTATION = """
+mutation BulkOrders($query: String!) {
+  bulkOperationRunQuery(query: $query, groupObjects: true) {
+    bulkOperation { id status }
+    userErrors { code field message }
+  }
+}
+"""
+
+POLL_QUERY = """
+query BulkOperationStatus($id: ID!) {
+  node(id: $id) {
+    ... on BulkOperation {
+      id status errorCode objectCount rootObjectCount fileSize url partialDataUrl createdAt completedAt
+    }
+  }
+}
+"""
+
+CURRENT_QUERY = """
+query CurrentBulkOperation {
+  currentBulkOperation(type: QUERY) { id status objectCount createdAt }
+}
+"""
+
+CANCEL_MUTATION = """
+mutation CancelBulkOperation($id: ID!) {
+  bulkOperationCancel(id: $id) {
+    bulkOperation { id status }
+    userErrors { field message }
+  }
+}
+"""
+
+
+def bulk_orders_query(search: str | None) -> str:
+    """The bulk query: every order of `search` with its line items and refunds (fields as `OrderFields`)."""
+    argument = f"(query: {_quoted(search)}, sortKey: UPDATED_AT)" if search else "(sortKey: UPDATED_AT)"
+    return f"""{{
+  orders{argument} {{
+    edges {{ node {{
+      id name createdAt updatedAt cancelledAt cancelReason closedAt
+      displayFinancialStatus displayFulfillmentStatus sourceName test currencyCode tags
+      totalPriceSet {{ shopMoney {{ amount currencyCode }} }}
+      lineItems {{ edges {{ node {{ {_LINE_ITEM_FIELDS} }} }} }}
+      refunds {{ id createdAt refundLineItems {{ edges {{ node {{ {_REFUND_LINE_FIELDS} }} }} }} }}
+    }} }}
+  }}
+}}"""
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class BulkOperationFailed(ShopifyError):
+    """The bulk operation ended without a complete result (FAILED, CANCELED, EXPIRED, or no download)."""
+
+
+@dataclass
+class BulkSettings:
+    """How a bulk export waits and reads."""
+
+    wait_for_slot_s: float = 600.0
+    """How long to wait for another bulk query of the app to finish before paging instead."""
+    poll_initial_s: float = 1.0
+    poll_max_s: float = 30.0
+    chunk_bytes: int = BULK_CHUNK_BYTES
+    download_attempts: int = 5
+
+
+class BulkExport:
+    """One bulk export of orders through `client` (a `ShopifyGraphQLClient`)."""
+
+    def __init__(self, client: ShopifyGraphQLClient, settings: BulkSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or BulkSettings()
+        self.operation_id: str | None = None
+
+    def start(self, search: str | None) -> str | None:
+        """Start the operation; its id, or None when the app's bulk slot stayed busy (the caller pages)."""
+        waited = 0.0
+        delay = self.settings.poll_initial_s
+        while True:
+            body = self.client.execute(
+                "bulkOperationRunQuery", RUN_MUTATION, {"query": bulk_orders_query(search)}
+            )
+            payload = (body.get("data") or {}).get("bulkOperationRunQuery") or {}
+            errors = payload.get("userErrors") or []
+            operation = payload.get("bulkOperation") or {}
+            if not errors and isinstance(operation.get("id"), str):
+                self.operation_id = operation["id"]
+                self.client.log.info("%s: bulk operation %s started", self.client.store, self.operation_id)
+                return self.operation_id
+            busy = [e for e in errors if _in_progress(e)]
+            if not busy:
+                detail = "; ".join(str(e.get("message")) for e in errors) or "no operation returned"
+                raise BulkOperationFailed(
+                    f"Shopify refused the bulk query (store {self.client.store}, bulkOperationRunQuery): {detail}",
+                    store=self.client.store,
+                    endpoint=self.client.endpoint,
+                )
+            if waited >= self.settings.wait_for_slot_s:
+                self.client.log.warning(
+                    "%s: another bulk query of this app is still running after %.0f s (%s); paging instead",
+                    self.client.store,
+                    waited,
+                    busy[0].get("message"),
+                )
+                return None
+            self.client.log.info(
+                "%s: another bulk query of this app is running (%s); waiting %.0f s (%.0f s so far)",
+                self.client.store,
+                busy[0].get("message"),
+                delay,
+                waited,
+            )
+            self.client.pause(delay)
+            waited += delay
+            delay = min(delay * 2, self.settings.poll_max_s)
+
+    def wait(self) -> dict[str, Any]:
+        """Poll until the operation ends; its final state (COMPLETED), or BulkOperationFailed."""
+        assert self.operation_id is not None
+        started = time.monotonic()
+        delay = self.settings.poll_initial_s
+        while True:
+            state = self.poll()
+            status = state.get("status")
+            elapsed = time.monotonic() - started
+            self.client.log.info(
+                "%s: bulk operation %s %s: %s objects (%s orders) after %.0f s",
+                self.client.store,
+                self.operation_id,
+                status,
+                state.get("objectCount"),
+                state.get("rootObjectCount"),
+                elapsed,
+            )
+            if status == "COMPLETED":
+                return state
+            if status in _TERMINAL:
+                raise self._ended(state)
+            self.client.pause(delay)
+            delay = min(delay * 2, self.settings.poll_max_s)
+
+    def poll(self) -> dict[str, Any]:
+        """The operation's current state."""
+        body = self.client.execute("bulkOperation", POLL_QUERY, {"id": self.operation_id})
+        state = (body.get("data") or {}).get("node")
+        if not isinstance(state, dict) or not isinstance(state.get("status"), str):
+            raise BulkOperationFailed(
+                f"bulk operation {self.operation_id} of store {self.client.store} is not found",
+                store=self.client.store,
+                endpoint=self.client.endpoint,
+            )
+        return state
+
+    def cancel(self) -> None:
+        """Ask Shopify to cancel the operation (best effort: a failure here must not hide the cause)."""
+        if self.operation_id is None:
+            return
+        try:
+            self.client.execute("bulkOperationCancel", CANCEL_MUTATION, {"id": self.operation_id})
+            self.client.log.warning("%s: bulk operation %s cancelled", self.client.store, self.operation_id)
+        except Exception as exc:  # the run is already failing or stopping; say so and go on
+            self.client.log.warning(
+                "%s: could not cancel bulk operation %s: %s", self.client.store, self.operation_id, exc
+            )
+
+    def pages(self, state: dict[str, Any], request_path: str) -> Iterator[OrderPage]:
+        """The result file as pages of whole orders (verbatim JSONL), streamed."""
+        url = state.get("url")
+        if not url:
+            return  # nothing matched: Shopify offers no file
+        number = 1
+        for chunk, roots in self._chunks(str(url)):
+            yield OrderPage(
+                page_number=number,
+                request_path=request_path,
+                api_version=self.client.api_version,
+                fetched_at=datetime.now(UTC),
+                body=chunk,
+                order_count=roots,
+                api="graphql",
+                operation="bulk",
+            )
+            number += 1
+
+    def _chunks(self, url: str) -> Iterator[tuple[bytes, int]]:
+        """(JSONL bytes, orders) cut before an order's line once `chunk_bytes` are reached."""
+        parts: list[bytes] = []
+        size = roots = 0
+        for line in self._lines(url):
+            is_root = b'"__parentId"' not in line
+            if is_root and size >= self.settings.chunk_bytes:
+                yield b"".join(parts), roots
+                parts, size, roots = [], 0, 0
+            parts.append(line)
+            size += len(line)
+            roots += is_root
+        if parts:
+            yield b"".join(parts), roots
+
+    def _lines(self, url: str) -> Iterator[bytes]:
+        """Whole lines of the file (newline included), resuming a cut download from the last whole line."""
+        offset = 0
+        failures = 0
+        refreshed = False
+        while True:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            pending = b""
+            try:
+                # The URL is pre-signed and may point elsewhere: it gets no Shopify token.
+                with self.client.http.stream("GET", url, headers=headers) as response:
+                    if response.status_code in (401, 403, 404, 410) and not refreshed:
+                        refreshed = True
+                        url = self._fresh_url()
+                        continue
+                    if response.status_code not in (200, 206):
+                        raise self._download_failed(f"HTTP {response.status_code}")
+                    skip = offset if (offset and response.status_code == 200) else 0  # range ignored
+                    for data in response.iter_bytes():
+                        if skip:
+                            cut = min(skip, len(data))
+                            data, skip = data[cut:], skip - cut
+                        pending += data
+                        *whole, pending = pending.split(b"\n")
+                        for line in whole:
+                            offset += len(line) + 1
+                            if line.strip():
+                                yield line + b"\n"
+                if pending.strip():  # a last line without a newline
+                    offset += len(pending)
+                    yield pending + b"\n"
+                return
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures >= self.settings.download_attempts:
+                    raise self._download_failed(f"{type(exc).__name__} after {failures} attempts") from None
+                self.client.log.warning(
+                    "%s: bulk result download cut at byte %d (%s), resuming",
+                    self.client.store,
+                    offset,
+                    type(exc).__name__,
+                )
+                self.client.pause(min(2.0**failures, 30.0))
+
+    def _fresh_url(self) -> str:
+        state = self.poll()
+        url = state.get("url")
+        if state.get("status") != "COMPLETED" or not url:
+            raise self._download_failed(f"the result URL expired and the operation is {state.get('status')}")
+        self.client.log.warning("%s: bulk result URL refused, using a fresh one", self.client.store)
+        return str(url)
+
+    def _download_failed(self, problem: str) -> BulkOperationFailed:
+        return BulkOperationFailed(
+            f"could not download the result of bulk operation {self.operation_id} from store "
+            f"{self.client.store} ({problem}); nothing was landed, run the range again",
+            store=self.client.store,
+            endpoint=self.client.endpoint,
+        )
+
+    def _ended(self, state: dict[str, Any]) -> BulkOperationFailed:
+        status = state.get("status")
+        partial = " (Shopify kept partial data; it is not landed: a range lands whole or not at all)"
+        message = (
+            f"bulk operation {self.operation_id} of store {self.client.store} ended {status}"
+            + (f" with {state['errorCode']}" if state.get("errorCode") else "")
+            + (partial if state.get("partialDataUrl") else "")
+            + "; nothing was landed. "
+            + (
+                "ACCESS_DENIED: grant read_orders, and read_all_orders for orders older than 60 days"
+                if state.get("errorCode") == "ACCESS_DENIED"
+                else "Run the range again (or set SHOPIFY_BULK_THRESHOLD_HOURS higher to page it)"
+            )
+        )
+        return BulkOperationFailed(message, store=self.client.store, endpoint=self.client.endpoint)
+
+
+def _in_progress(error: dict[str, Any]) -> bool:
+    code = error.get("code")
+    message = str(error.get("message") or "").lower()
+    return code in ("OPERATION_IN_PROGRESS", "LIMIT_REACHED") or "already in progress" in message
