@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from cancel_pipeline.shopify.graphql_queries import (
     NESTED_REFUND_LINE_ITEMS,
     NESTED_REFUNDS,
 )
-from cancel_pipeline_tests.graphql_builders import graphql_node
+from cancel_pipeline_tests.graphql_builders import bulk_lines, graphql_node
 
 TOKEN = "shpat_graphql_unit_secret"
 
@@ -61,6 +61,14 @@ class GraphQLShop:
     max_cost: int = 1000
     actual_share: float = 0.5
     faults: list[Callable[[], httpx.Response]] = field(default_factory=list)
+    # Bulk: polls before an operation completes, how it ends, download faults (popped per GET).
+    bulk_polls: int = 2
+    bulk_end: str = "COMPLETED"
+    bulk_busy: int = 0
+    bulk_inline_refund_lines: bool = False
+    download_faults: list[str] = field(default_factory=list)
+    bulk: dict[str, dict] = field(default_factory=dict)
+    downloads: list[str] = field(default_factory=list)
     throttled: int = 0
     operations: list[str] = field(default_factory=list)
     firsts: list[int] = field(default_factory=list)
@@ -75,6 +83,8 @@ class GraphQLShop:
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == BULK_HOST:
+            return self._download(request)
         assert request.url.path.endswith("/graphql.json")
         if request.headers.get("X-Shopify-Access-Token") != TOKEN:
             return httpx.Response(401, json={"errors": "[API] Invalid API key or access token"})
@@ -91,7 +101,7 @@ class GraphQLShop:
             "OrderLineItems": 2 + first * 3,
             "RefundLineItems": 2 + first * 2,
             "OrderRefunds": 100,
-        }[operation]
+        }.get(operation, 10)
         if requested > self.max_cost:
             message = (
                 f"Query cost is {requested}, which exceeds the single query max cost limit ({self.max_cost})."
@@ -154,6 +164,63 @@ class GraphQLShop:
         lines = _connection(refund["refundLineItems"]["nodes"], variables["after"], first)
         return {"node": {"id": refund["id"], "refundLineItems": lines}}
 
+    # -- bulk operations ------------------------------------------------------------------------------
+
+    def _BulkOrders(self, variables: dict, first: int) -> dict:
+        if self.bulk_busy:
+            self.bulk_busy -= 1
+            message = (
+                "A bulk query operation for this app and shop is already in progress: "
+                "gid://shopify/BulkOperation/1."
+            )
+            errors = [{"field": None, "message": message}]
+            return {"bulkOperationRunQuery": {"bulkOperation": None, "userErrors": errors}}
+        operation_id = f"gid://shopify/BulkOperation/{100 + len(self.bulk)}"
+        self.bulk[operation_id] = {"query": variables["query"], "polls": 0, "status": "RUNNING"}
+        created = {"id": operation_id, "status": "CREATED"}
+        return {"bulkOperationRunQuery": {"bulkOperation": created, "userErrors": []}}
+
+    def _BulkOperationStatus(self, variables: dict, first: int) -> dict:
+        op = self.bulk[variables["id"]]
+        op["polls"] += 1
+        if op["status"] == "RUNNING" and op["polls"] > self.bulk_polls:
+            op["status"] = self.bulk_end
+        state = {"id": variables["id"], "status": op["status"], "objectCount": str(op["polls"] * 10)}
+        if op["status"] == "COMPLETED":
+            name = variables["id"].rsplit("/", 1)[1]
+            state["url"] = f"https://{BULK_HOST}/{name}.jsonl?signature={len(self.downloads)}"
+        if op["status"] == "FAILED":
+            state.update(
+                errorCode="INTERNAL_SERVER_ERROR", partialDataUrl=f"https://{BULK_HOST}/partial.jsonl"
+            )
+        return {"node": state}
+
+    def _CancelBulkOperation(self, variables: dict, first: int) -> dict:
+        self.bulk[variables["id"]]["status"] = "CANCELED"
+        cancelling = {"id": variables["id"], "status": "CANCELING"}
+        return {"bulkOperationCancel": {"bulkOperation": cancelling, "userErrors": []}}
+
+    def _download(self, request: httpx.Request) -> httpx.Response:
+        self.downloads.append(str(request.url))
+        assert "X-Shopify-Access-Token" not in request.headers  # a pre-signed URL never gets the token
+        fault = self.download_faults.pop(0) if self.download_faults else None
+        if fault == "expired":
+            return httpx.Response(403, text="<Error><Code>AccessDenied</Code>Request has expired</Error>")
+        query = next(iter(self.bulk.values()))["query"]
+        match = re.search(r'orders\(query: "([^"]*)"', query)
+        nodes = sorted(
+            self._search(match.group(1) if match else None), key=lambda n: (n["updatedAt"], n["id"])
+        )
+        by_id = {graphql_node(o)["id"]: o for o in self.orders}
+        chosen = [by_id[n["id"]] for n in nodes]
+        data = b"".join(bulk_lines(chosen, inline_refund_lines=self.bulk_inline_refund_lines))
+        ranged = re.fullmatch(r"bytes=(\d+)-", request.headers.get("Range", ""))
+        start = int(ranged.group(1)) if ranged and fault != "no-range" else 0
+        status = 206 if start else 200
+        if fault == "cut":
+            return httpx.Response(status, stream=_CutStream(data[start:], keep=len(data[start:]) // 2))
+        return httpx.Response(status, content=data[start:])
+
     # -- helpers --------------------------------------------------------------------------------------
 
     def _node(self, node_id: str) -> dict:
@@ -209,3 +276,18 @@ class GraphQLShop:
 def graphql_error(message: str, code: str) -> Callable[[], httpx.Response]:
     """A fault: an answer with one GraphQL error."""
     return lambda: httpx.Response(200, json={"errors": [{"message": message, "extensions": {"code": code}}]})
+
+
+BULK_HOST = "bulk-results.test"
+
+
+class _CutStream(httpx.SyncByteStream):
+    """A body that breaks off after `keep` bytes, as a dropped download does."""
+
+    def __init__(self, data: bytes, keep: int) -> None:
+        self.data, self.keep = data, keep
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.data[: self.keep // 2]
+        yield self.data[self.keep // 2 : self.keep]
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")

@@ -10,12 +10,20 @@ from typing import Any
 import httpx
 import pytest
 
+from cancel_pipeline.shopify.bulk import BulkOperationFailed, BulkSettings
 from cancel_pipeline.shopify.errors import ShopifyRequestFailed
 from cancel_pipeline.shopify.graphql import ShopifyGraphQLClient, ShopifyGraphQLError
 from cancel_pipeline.shopify.retry import RetryPolicy
 from cancel_pipeline.warehouse.raw_pages import land_pages
 from cancel_pipeline_tests.graphql_responder import TOKEN, FakeClock, GraphQLShop, graphql_error
-from cancel_pipeline_tests.order_builders import line_item, order, refund, table_rows, utc
+from cancel_pipeline_tests.order_builders import (
+    line_item,
+    open_test_warehouse,
+    order,
+    refund,
+    table_rows,
+    utc,
+)
 
 T0 = utc(2026, 3, 3)
 
@@ -200,3 +208,176 @@ def test_a_refused_token_fails_with_the_setting_to_check() -> None:
     )
     with client, pytest.raises(Exception, match="SHOPIFY_ACCESS_TOKEN"):
         client.count_orders()
+
+
+# -- bulk operations --------------------------------------------------------------------------------------
+
+DAYS = timedelta(days=5)
+
+
+def _bulk_orders() -> list[dict[str, Any]]:
+    lines = [line_item(7_000_000 + n, 2) for n in range(30)]
+    many = order(
+        77, T0 + timedelta(hours=1), line_items=lines, refunds=[refund(9, T0, [(7_000_003, 2, "cancel")])]
+    )
+    return [
+        many,
+        *(
+            order(1000 + n, T0 + timedelta(hours=n), cancelled_at=T0 if n % 4 == 0 else None)
+            for n in range(100)
+        ),
+    ]
+
+
+def _bulk_client(shop: GraphQLShop, **settings: Any) -> ShopifyGraphQLClient:
+    return _client(
+        shop,
+        bulk_threshold=timedelta(days=2),
+        bulk_settings=BulkSettings(chunk_bytes=settings.pop("chunk_bytes", 4096), **settings),
+    )
+
+
+def _typed(con, pages: list) -> list[dict]:
+    land_pages(
+        con,
+        asset="raw_updated_order_pages",
+        partition_key="k",
+        window_start=None,
+        window_end=None,
+        requested_min=None,
+        requested_max=None,
+        pages=pages,
+    )
+    return table_rows(
+        con, "select order_id, reason, line_items, refunds from raw_order_objects order by order_id"
+    )
+
+
+def test_a_long_range_is_read_by_one_bulk_operation_in_chunks_of_whole_orders(con, caplog) -> None:
+    shop = GraphQLShop(_bulk_orders())
+    caplog.set_level("INFO", logger="cancel_pipeline.shopify")
+    with _bulk_client(shop) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert shop.operations[0] == "BulkOrders" and "Orders" not in shop.operations
+    assert len(pages) > 3 and all((p.api, p.operation) == ("graphql", "bulk") for p in pages)
+    assert sum(p.order_count for p in pages) == 101
+    for page in pages:  # every chunk starts with an order's line
+        assert b"__parentId" not in page.body.split(b"\n", 1)[0]
+    rows = _typed(con, pages)
+    assert [r["order_id"] for r in rows] == [77, *range(1000, 1100)]
+    assert all(r["reason"] is None for r in rows)
+    assert len(rows[0]["line_items"]) == 30
+    assert rows[0]["refunds"][0]["refund_line_items"] == [
+        {"line_item_id": 7_000_003, "quantity": 2, "restock_type": "cancel"}
+    ]
+    progress = [r.getMessage() for r in caplog.records if "objects" in r.getMessage()]
+    assert progress and "COMPLETED" in progress[-1]
+
+
+def test_bulk_and_paged_reads_of_the_same_range_type_identically(tmp_path) -> None:
+    results = []
+    for name, threshold in (("paged", None), ("bulk", timedelta(days=1))):
+        shop = GraphQLShop(_bulk_orders(), bulk_inline_refund_lines=name == "bulk")
+        with _client(shop, bulk_threshold=threshold, bulk_settings=BulkSettings(chunk_bytes=2048)) as client:
+            pages = list(client.iter_order_pages(status="any", updated_at_min=T0, updated_at_max=T0 + DAYS))
+        con = open_test_warehouse(str(tmp_path / f"{name}.duckdb"))
+        results.append(_typed(con, pages))
+        con.close()
+    assert results[0] == results[1]
+
+
+def test_a_busy_bulk_slot_is_waited_for_then_paged_instead(caplog) -> None:
+    shop = GraphQLShop(_bulk_orders(), bulk_busy=100)
+    with _bulk_client(shop, wait_for_slot_s=20, poll_initial_s=4) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert {p.operation for p in pages} == {"orders"}
+    assert sum(p.order_count for p in pages) == 101
+    assert shop.operations.count("BulkOrders") == 4  # waited 4 + 8 + 16 s, then gave up
+    assert any("paging instead" in r.getMessage() for r in caplog.records)
+
+
+def test_a_slot_freed_in_time_is_used() -> None:
+    shop = GraphQLShop(_bulk_orders(), bulk_busy=2)
+    with _bulk_client(shop) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert {p.operation for p in pages} == {"bulk"}
+
+
+@pytest.mark.parametrize("end", ["FAILED", "CANCELED", "EXPIRED"])
+def test_an_operation_that_does_not_complete_lands_nothing_and_says_why(end: str) -> None:
+    shop = GraphQLShop(_bulk_orders(), bulk_end=end)
+    with _bulk_client(shop) as client, pytest.raises(BulkOperationFailed) as raised:
+        list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    text = str(raised.value)
+    assert f"ended {end}" in text and "nothing was landed" in text and "unit-shop" in text
+    if end == "FAILED":
+        assert "INTERNAL_SERVER_ERROR" in text and "partial data" in text
+    assert shop.downloads == []
+
+
+@pytest.mark.parametrize(
+    ("faults", "downloads"),
+    [
+        (["cut"], 2),  # resumed with Range from the last whole line
+        (["cut", "cut"], 3),
+        (["cut", "no-range"], 2),  # the server ignores Range: restarted, the bytes already read skipped
+        (["expired"], 2),  # a fresh URL from the operation
+    ],
+)
+def test_a_cut_download_or_an_expired_url_still_gives_every_order(
+    con, faults: list[str], downloads: int
+) -> None:
+    shop = GraphQLShop(_bulk_orders())
+    shop.download_faults = list(faults)
+    with _bulk_client(shop) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert len(shop.downloads) == downloads
+    rows = _typed(con, pages)
+    assert [r["order_id"] for r in rows] == [77, *range(1000, 1100)]
+    assert len(rows[0]["line_items"]) == 30
+
+
+def test_a_download_that_keeps_failing_names_the_operation() -> None:
+    shop = GraphQLShop(_bulk_orders())
+    shop.download_faults = ["cut"] * 10
+    with (
+        _bulk_client(shop, download_attempts=3) as client,
+        pytest.raises(BulkOperationFailed, match="BulkOperation/100"),
+    ):
+        list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+
+
+def test_a_run_stopped_while_the_operation_runs_cancels_it() -> None:
+    shop = GraphQLShop(_bulk_orders(), bulk_polls=50)
+
+    class Terminated(BaseException):
+        """What Dagster raises in a step when its run is terminated."""
+
+    polls = 0
+
+    def sleep(seconds: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 3:
+            raise Terminated()
+        shop.clock.sleep(seconds)
+
+    client = ShopifyGraphQLClient(
+        "unit-shop",
+        access_token=TOKEN,
+        transport=shop.transport(),
+        sleep=sleep,
+        clock=shop.clock,
+        bulk_threshold=timedelta(days=1),
+    )
+    with client, pytest.raises(Terminated):
+        list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert shop.operations[-1] == "CancelBulkOperation"
+    assert [op["status"] for op in shop.bulk.values()] == ["CANCELED"]
+
+
+def test_short_windows_page_even_with_bulk_enabled() -> None:
+    shop = GraphQLShop(_bulk_orders())
+    with _bulk_client(shop) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + timedelta(hours=25)))
+    assert {p.operation for p in pages} == {"orders"} and "BulkOrders" not in shop.operations

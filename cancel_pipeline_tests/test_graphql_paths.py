@@ -108,3 +108,24 @@ def test_the_cancellation_sensor_counts_with_orders_count() -> None:
     assert [request.tags["cancel_pipeline/detected_cancellations"] for request in result.run_requests] == [
         "1"
     ]
+
+
+@pytest.mark.parametrize(("raw", "hours"), [(None, 72.0), ("24", 24.0), ("0", None), ("1.5", 1.5)])
+def test_the_bulk_threshold_setting(
+    store_env: None, monkeypatch: pytest.MonkeyPatch, raw: str | None, hours: float | None
+) -> None:
+    if raw is not None:
+        monkeypatch.setenv("SHOPIFY_BULK_THRESHOLD_HOURS", raw)
+    resource = ShopifyResource.from_env()
+    expected = None if hours is None else timedelta(hours=hours)
+    assert resource.bulk_threshold == expected
+    with resource.get_client() as client:
+        assert isinstance(client, ShopifyGraphQLClient) and client.bulk_threshold == expected
+
+
+def test_a_bad_bulk_threshold_fails_naming_the_variable(
+    store_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPIFY_BULK_THRESHOLD_HOURS", "a week")
+    with pytest.raises(ValueError, match="SHOPIFY_BULK_THRESHOLD_HOURS"):
+        ShopifyResource.from_env()

@@ -20,19 +20,17 @@ What can go wrong, and what happens:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
 from cancel_pipeline.shopify.errors import ShopifyError
 from cancel_pipeline.shopify.pages import OrderPage
-
-if TYPE_CHECKING:
-    from cancel_pipeline.shopify.graphql import ShopifyGraphQLClient
 
 #: Bytes of JSONL per landed page (cut on an order boundary): large enough to parse in few statements.
 BULK_CHUNK_BYTES = 8 * 1024 * 1024
@@ -96,6 +94,22 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class GraphQLSender(Protocol):
+    """What a bulk export needs of the GraphQL client (`ShopifyGraphQLClient`)."""
+
+    store: str
+    api_version: str
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def log(self) -> logging.Logger: ...
+    @property
+    def http(self) -> httpx.Client: ...
+    def pause(self, seconds: float) -> None: ...
+    def execute(self, operation: str, query: str, variables: dict[str, Any], cost: float = 10) -> dict: ...
+
+
 class BulkOperationFailed(ShopifyError):
     """The bulk operation ended without a complete result (FAILED, CANCELED, EXPIRED, or no download)."""
 
@@ -115,7 +129,7 @@ class BulkSettings:
 class BulkExport:
     """One bulk export of orders through `client` (a `ShopifyGraphQLClient`)."""
 
-    def __init__(self, client: ShopifyGraphQLClient, settings: BulkSettings | None = None) -> None:
+    def __init__(self, client: GraphQLSender, settings: BulkSettings | None = None) -> None:
         self.client = client
         self.settings = settings or BulkSettings()
         self.operation_id: str | None = None

@@ -3,7 +3,8 @@
 Environment: `SHOPIFY_STORE`, `SHOPIFY_ACCESS_TOKEN` or `SHOPIFY_CLIENT_ID`/`SHOPIFY_CLIENT_SECRET`,
 `SHOPIFY_API_VERSION`, `SHOPIFY_API` (`graphql` or `rest`: which Admin API reads the orders), the REST pacing
 settings `SHOPIFY_BUCKET_SIZE` / `SHOPIFY_LEAK_RATE`, the GraphQL ones `SHOPIFY_GRAPHQL_BUCKET_POINTS` /
-`SHOPIFY_GRAPHQL_RESTORE_RATE`, and
+`SHOPIFY_GRAPHQL_RESTORE_RATE`, `SHOPIFY_BULK_THRESHOLD_HOURS` (a longer GraphQL range is one bulk operation),
+and
 `SHOPIFY_FETCH_STREAMS`, how many page streams a long fetch runs at once (one cursor cannot use a Plus bucket:
 Shopify takes 200-500 ms a page). With no store configured the client talks, in-process, to the built-in demo
 store.
@@ -15,6 +16,7 @@ import logging
 import math
 import os
 import re
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -46,6 +48,9 @@ _SECRET_VARIABLES = {
     "client_secret": "SHOPIFY_CLIENT_SECRET",
     "api_version": "SHOPIFY_API_VERSION",
 }
+
+#: A scheduled run reads one daily window plus the overlap and pages; a backfill of several days bulks.
+DEFAULT_BULK_THRESHOLD_HOURS = 72.0
 
 #: More streams than this only adds threads: even Plus (20 requests/s) is kept busy by 8 streams at 400 ms.
 MAX_FETCH_STREAMS = 16
@@ -89,6 +94,12 @@ class ShopifyResource(dg.ConfigurableResource):
         gt=0,
         description="GraphQL points restored per second: Standard 100, Advanced 200, Plus 1000 (follows the store)",
     )
+    bulk_threshold_hours: float | None = Field(
+        default=None,
+        ge=0,
+        description="GraphQL: a range longer than this many hours is read by one bulk operation instead of "
+        "paging; 0 turns bulk off; unset: 72 (a scheduled daily window pages, a backfill bulks)",
+    )
     fetch_streams: int | None = Field(
         default=None,
         ge=1,
@@ -122,6 +133,10 @@ class ShopifyResource(dg.ConfigurableResource):
         ):
             if (raw := os.environ.get(variable)) is not None and raw.strip():
                 settings[field] = positive_setting(variable, raw)
+        if (hours := os.environ.get("SHOPIFY_BULK_THRESHOLD_HOURS")) is not None and hours.strip():
+            settings["bulk_threshold_hours"] = (
+                0.0 if hours.strip() == "0" else positive_setting("SHOPIFY_BULK_THRESHOLD_HOURS", hours)
+            )
         if (streams := os.environ.get("SHOPIFY_FETCH_STREAMS")) is not None and streams.strip():
             settings["fetch_streams"] = fetch_streams_setting(streams)
         # Neither is a secret, so both are checked now: a typo fails the load, not the first run.
@@ -144,6 +159,14 @@ class ShopifyResource(dg.ConfigurableResource):
             return self.fetch_streams
         rate = self.leak_rate or (DEMO_LEAK_RATE if self.uses_embedded_store else STANDARD_LEAK_RATE)
         return max(1, min(MAX_FETCH_STREAMS, math.ceil(rate * PAGE_LATENCY_S)))
+
+    @property
+    def bulk_threshold(self) -> timedelta | None:
+        """The range length above which GraphQL reads by bulk operation; None when bulk is off."""
+        hours = (
+            DEFAULT_BULK_THRESHOLD_HOURS if self.bulk_threshold_hours is None else self.bulk_threshold_hours
+        )
+        return timedelta(hours=hours) if hours > 0 else None
 
     @property
     def chosen_api(self) -> str:
@@ -197,6 +220,7 @@ class ShopifyResource(dg.ConfigurableResource):
             "logger": logger,
             "bucket_points": self.graphql_bucket_points or STANDARD_BUCKET_POINTS,
             "restore_rate": self.graphql_restore_rate or STANDARD_RESTORE_RATE,
+            "bulk_threshold": self.bulk_threshold,
         }
         if self.uses_embedded_store:
             shop, token = embedded_shop(

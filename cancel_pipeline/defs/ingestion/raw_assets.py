@@ -46,7 +46,7 @@ def fetch_and_land_window(
         f"Fetching status={status} orders ({shopify.chosen_api} API) updated in [{requested_min.isoformat()}, "
         f"{requested_max.isoformat()}] for {partition_key}"
     )
-    with shopify.get_client() as client:
+    with shopify.get_client(logger=context.log) as client:  # bulk progress shows in the run's logs
         pages = client.iter_order_pages(
             status=status,
             updated_at_min=requested_min,
@@ -65,6 +65,7 @@ def fetch_and_land_window(
                 requested_max=requested_max,
                 pages=spool,
             )
+            operations = sorted({page.operation for page in spool.spooled})
         stats = client.stats
     context.log.info(
         f"Landed {landed.pages} pages ({landed.orders} orders) for {partition_key}, replacing "
@@ -75,6 +76,7 @@ def fetch_and_land_window(
         "orders": landed.orders,
         "requests": stats.requests,
         "api": client.api,
+        "read_by": ", ".join(operations),  # orders (pages), bulk (one bulk operation)
         "streams": shopify.page_streams,
         "retries": stats.retries,
         "throttled_429": stats.throttled_429,
