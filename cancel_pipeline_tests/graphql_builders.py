@@ -43,7 +43,7 @@ def _upper(value: str | None) -> str | None:
 def graphql_line_item(line: dict[str, Any]) -> dict[str, Any]:
     """A REST line item as a `LineItem` node."""
     return {
-        "id": _gid("LineItem", line["id"]),
+        "id": _gid("LineItem", line.get("id")),
         "sku": line.get("sku"),
         "title": line.get("title"),
         "quantity": line.get("quantity"),
@@ -65,6 +65,7 @@ def graphql_refund_line(line: dict[str, Any]) -> dict[str, Any]:
 def graphql_node(order: dict[str, Any]) -> dict[str, Any]:
     """A REST order as the client's `OrderFields` selection returns it, nested lists whole."""
     tags = order.get("tags") or ""
+    lines = order.get("line_items") or []
     return {
         "id": _gid("Order", order["id"]),
         "name": order.get("name"),
@@ -82,7 +83,10 @@ def graphql_node(order: dict[str, Any]) -> dict[str, Any]:
         "totalPriceSet": {
             "shopMoney": {"amount": order.get("total_price"), "currencyCode": order.get("currency")}
         },
-        "lineItems": {"nodes": [graphql_line_item(line) for line in order.get("line_items") or []]},
+        # GraphQL cannot send a non-list; the closest malformation is a missing connection.
+        "lineItems": {"nodes": [graphql_line_item(line) for line in lines]}
+        if isinstance(lines, list)
+        else None,
         "refunds": [
             {
                 "id": _gid("Refund", refund["id"]),
@@ -107,7 +111,7 @@ def cut_node(node: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]
     """The node as the orders query returns it (nested lists cut at the client's first pages) and the
     completion answers the client's follow-up queries would get, in the order it asks them."""
     completions: list[dict[str, Any]] = []
-    lines = node["lineItems"]["nodes"]
+    lines = node["lineItems"]["nodes"] if node["lineItems"] else []
     refunds = node["refunds"]
 
     def cut_refund(refund: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +122,7 @@ def cut_node(node: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]
 
     shown = {
         **node,
-        "lineItems": _cut(lines, NESTED_LINE_ITEMS),
+        "lineItems": _cut(lines, NESTED_LINE_ITEMS) if node["lineItems"] else None,
         "refunds": [cut_refund(r) for r in refunds][:NESTED_REFUNDS],
     }
     for start in range(NESTED_LINE_ITEMS, len(lines), 250):  # one follow-up answer per 250 further lines
@@ -156,6 +160,8 @@ def bulk_lines(orders: list[dict[str, Any]], *, inline_refund_lines: bool = Fals
     for order in orders:
         node = graphql_node(order)
         root = {key: value for key, value in node.items() if key not in ("lineItems", "refunds")}
+        if node["lineItems"] is None:
+            root["lineItems"] = None  # the malformed order: its connection came back null
         root["refunds"] = [
             {
                 "id": r["id"],
@@ -169,7 +175,7 @@ def bulk_lines(orders: list[dict[str, Any]], *, inline_refund_lines: bool = Fals
             for r in node["refunds"]
         ]
         lines.append(json.dumps(root).encode() + b"\n")
-        for item in node["lineItems"]["nodes"]:
+        for item in node["lineItems"]["nodes"] if node["lineItems"] else []:
             lines.append(json.dumps({**item, "__parentId": node["id"]}).encode() + b"\n")
         if not inline_refund_lines:
             for r in node["refunds"]:

@@ -239,10 +239,13 @@ bulk_lines as (
 
 _BULK_SOURCE = f"""{_BULK_LINES},
 bulk_parsed as (
-    select page_seq, line_no, json_transform(line, '{BULK_LINE_STRUCTURE}') as j from bulk_lines
+    select page_seq, line_no, line, json_transform(line, '{BULK_LINE_STRUCTURE}') as j from bulk_lines
 ),
 bulk_roots as (
-    select page_seq, j as o, row_number() over (partition by page_seq order by line_no)::integer as position
+    select
+        page_seq, j as o, row_number() over (partition by page_seq order by line_no)::integer as position,
+        -- an order whose line items came back null cannot be typed (absent: they are child lines)
+        coalesce(json_type(line, '$.lineItems') = 'NULL', false) as line_items_null
     from bulk_parsed
     where j."__parentId" is null
 ),
@@ -281,11 +284,11 @@ bulk_refunds as (
 gql_final as (
     select
         b.page_seq, b.position, b.o,
-        list_concat(
+        case when not b.line_items_null then list_concat(
             coalesce(b.o.lineItems.nodes, []),
             coalesce(list_transform(b.o.lineItems.edges, lambda e: e.node), []),
             coalesce(l.lines, [])
-        ) as lines,
+        ) end as lines,
         coalesce(r.refunds, []) as refunds
     from bulk_roots b
     left join bulk_child_lines l on l.page_seq = b.page_seq and l.parent_id = b.o.id
