@@ -129,3 +129,19 @@ def test_a_bad_bulk_threshold_fails_naming_the_variable(
     monkeypatch.setenv("SHOPIFY_BULK_THRESHOLD_HOURS", "a week")
     with pytest.raises(ValueError, match="SHOPIFY_BULK_THRESHOLD_HOURS"):
         ShopifyResource.from_env()
+
+
+def test_cli_fetch_summarises_a_bulk_read_too() -> None:
+    shop = _shop()
+    client = ShopifyGraphQLClient(
+        "my-shop",
+        access_token=TOKEN,
+        transport=shop.transport(),
+        sleep=shop.clock.sleep,
+        clock=shop.clock,
+        bulk_threshold=timedelta(hours=1),
+    )
+    with client:
+        seen = fetch_window(client, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert "BulkOrders" in shop.operations
+    assert (seen.orders, seen.canceled, seen.partially_canceled) == (3, 1, 1)

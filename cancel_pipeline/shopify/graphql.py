@@ -266,6 +266,7 @@ class ShopifyGraphQLClient:
             nodes = _dig(body, "data", "nodes")
             if not isinstance(nodes, list):
                 raise self._unexpected_body("nodes")
+            self._learn_order_cost(body, len(batch))
             path = f"{self.endpoint} nodes(ids: {len(batch)} orders)"
             yield self._page(page_number, path, response, nodes, "nodes")
             page_number += 1

@@ -31,8 +31,11 @@ def _nodes(connection: Any) -> list:
     return nodes if isinstance(nodes, list) else []
 
 
-def rest_orders(body: bytes) -> list[Any]:
-    """The orders of a GraphQL page (`{"response": ..., "completions": [...]}`) as REST order dicts."""
+def rest_orders(body: bytes, operation: str = "orders") -> list[Any]:
+    """The orders of a GraphQL page (`{"response": ..., "completions": [...]}`, or a bulk page's JSONL when
+    `operation` is `bulk`) as REST order dicts."""
+    if operation == "bulk":
+        return _bulk_rest_orders(body)
     page = orjson.loads(body)
     data = page["response"]["data"]
     nodes = data["orders"]["nodes"] if isinstance(data.get("orders"), dict) else data["nodes"]
@@ -105,3 +108,48 @@ def _rest_order(node: Any, more_lines: dict, all_refunds: dict, more_refund_line
             if isinstance(refund, dict)
         ],
     }
+
+
+def _bulk_rest_orders(body: bytes) -> list[Any]:
+    """A bulk page: order lines, each followed by its children (`__parentId`: line items under the order,
+    refund lines under their refund)."""
+    roots: list[dict] = []
+    children: dict[str, list[dict]] = {}
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        item = orjson.loads(line)
+        parent = item.pop("__parentId", None) if isinstance(item, dict) else None
+        if parent is None:
+            roots.append(item)
+        else:
+            children.setdefault(parent, []).append(item)
+    orders = []
+    for root in roots:
+        own = children.get(root.get("id"), []) if isinstance(root, dict) else []
+        lines = [c for c in own if "lineItem" not in c and "restockType" not in c]
+        node = dict(root) if isinstance(root, dict) else root
+        if isinstance(node, dict):
+            inline = node.get("lineItems")
+            node["lineItems"] = (
+                None if "lineItems" in node and inline is None else {"nodes": _edges_or_nodes(inline) + lines}
+            )
+            node["refunds"] = [
+                {
+                    **r,
+                    "refundLineItems": {
+                        "nodes": _edges_or_nodes(r.get("refundLineItems")) + children.get(r.get("id"), [])
+                    },
+                }
+                for r in node.get("refunds") or []
+                if isinstance(r, dict)
+            ]
+        orders.append(_rest_order(node, {}, {}, {}))
+    return orders
+
+
+def _edges_or_nodes(connection: Any) -> list:
+    edges = connection.get("edges") if isinstance(connection, dict) else None
+    if isinstance(edges, list):
+        return [e.get("node") for e in edges if isinstance(e, dict)]
+    return _nodes(connection)

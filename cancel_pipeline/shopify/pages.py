@@ -43,7 +43,7 @@ class OrderPage:
         """The order objects of the page in REST's spelling, parsed on demand so callers that land raw bytes
         never pay for it."""
         if self.api == "graphql":
-            return rest_orders(self.body)
+            return rest_orders(self.body, self.operation)
         return orjson.loads(self.body)["orders"]
 
 
