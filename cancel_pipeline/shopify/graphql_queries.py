@@ -15,10 +15,12 @@ from cancel_pipeline.shopify.client import format_instant
 #: Shopify's page size ceiling for a connection.
 MAX_CONNECTION_PAGE = 250
 
-#: First page of each nested list in the orders query; more is fetched by a completion query.
-NESTED_LINE_ITEMS = 10
-NESTED_REFUNDS = 5
-NESTED_REFUND_LINE_ITEMS = 10
+#: First page of each nested list in the orders query; more is fetched by a completion query. Small, because
+#: the requested cost multiplies through nesting: at these sizes an order costs about 60 points, so a page
+#: holds about 16 orders under the 1,000-point limit (10/5/10 cost about 150, 6 orders a page).
+NESTED_LINE_ITEMS = 5
+NESTED_REFUNDS = 3
+NESTED_REFUND_LINE_ITEMS = 5
 
 _LINE_ITEM_FIELDS = "id sku title quantity currentQuantity variant { id } product { id }"
 _REFUND_LINE_FIELDS = "lineItem { id } quantity restockType"
