@@ -274,6 +274,8 @@ class BulkExport:
                         refreshed = True
                         url = self._fresh_url()
                         continue
+                    if response.status_code >= 500:
+                        raise httpx.RemoteProtocolError(f"HTTP {response.status_code}")  # retried below
                     if response.status_code not in (200, 206):
                         raise self._download_failed(f"HTTP {response.status_code}")
                     skip = offset if (offset and response.status_code == 200) else 0  # range ignored
