@@ -14,21 +14,32 @@ from typing import Any
 
 WSGIApp = Callable[..., Any]
 
-_shops: dict[tuple[int, float], Any] = {}
+_shops: dict[tuple[int, float, float, float], Any] = {}
 _shops_lock = threading.Lock()
 
 
-def embedded_shop(bucket_size: int, leak_rate: float) -> tuple[WSGIApp, str]:
+def embedded_shop(
+    bucket_size: int,
+    leak_rate: float,
+    graphql_bucket_points: float = 20000.0,
+    graphql_restore_rate: float = 1000.0,
+) -> tuple[WSGIApp, str]:
     """The process's in-process demo store for a bucket shape and its access token.
 
-    One store per shape, kept for the life of the process, so what a run changes (cancels) persists.
+    One store per shape (REST bucket and leak, GraphQL bucket and restore rate; Plus-sized by default, so a
+    local run is quick), kept for the life of the process, so what a run changes (cancels) persists.
     """
     from cancel_pipeline_simulators.demo_store import DemoStore
 
     with _shops_lock:
-        key = (bucket_size, leak_rate)
+        key = (bucket_size, leak_rate, graphql_bucket_points, graphql_restore_rate)
         if key not in _shops:
-            _shops[key] = DemoStore(bucket_size=bucket_size, leak_rate=leak_rate)
+            _shops[key] = DemoStore(
+                bucket_size=bucket_size,
+                leak_rate=leak_rate,
+                graphql_bucket_size=int(graphql_bucket_points),
+                graphql_restore_rate=graphql_restore_rate,
+            )
         shop = _shops[key]
     return shop, shop.settings.access_token
 

@@ -56,7 +56,7 @@ class Pipeline:
                 access_token=DEMO_TOKEN,
                 bucket_size=BUCKET_SIZE,
                 leak_rate=LEAK_RATE,
-                api="rest",  # the served demo store answers REST only so far
+                api="rest",  # written for the REST path; GraphQL has its own tests (test_graphql_*)
             ),
             "duckdb": WarehouseResource(database=str(self.database)),
         }

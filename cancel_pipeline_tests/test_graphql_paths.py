@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -38,10 +38,19 @@ def test_shopify_api_rest_keeps_the_rest_client(store_env: None, monkeypatch: py
         assert isinstance(client, ShopifyClient) and client.api == "rest"
 
 
-def test_the_built_in_demo_store_reads_rest_until_it_answers_graphql(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_built_in_demo_store_reads_through_graphql_too(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SHOPIFY_STORE", "SHOPIFY_API"):
         monkeypatch.delenv(name, raising=False)
-    assert ShopifyResource.from_env().chosen_api == "rest"
+    resource = ShopifyResource.from_env()
+    assert resource.uses_embedded_store and resource.chosen_api == "graphql"
+    with resource.get_client() as client:
+        assert isinstance(client, ShopifyGraphQLClient)
+        # In process, Plus-sized: a day pages quickly.
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)  # the store runs on real time
+        window = {"updated_at_min": end - timedelta(hours=12), "updated_at_max": end}
+        pages = list(client.iter_order_pages(**window))
+        assert all(p.api == "graphql" for p in pages)
+        assert client.count_orders(**window) == sum(p.order_count for p in pages) > 100
 
 
 @pytest.mark.parametrize(

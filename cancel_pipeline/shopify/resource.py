@@ -36,6 +36,9 @@ DEMO_BASE_URL = "http://demo-store.local"
 #: The demo store runs Plus-sized in-process, so a local run pages through a day in seconds.
 DEMO_BUCKET_SIZE = 400
 DEMO_LEAK_RATE = 20.0
+#: ... and a Plus GraphQL cost bucket (1000 points a second).
+DEMO_GRAPHQL_BUCKET_POINTS = 20000.0
+DEMO_GRAPHQL_RESTORE_RATE = 1000.0
 
 #: A real store's default plan: Standard.
 STANDARD_BUCKET_SIZE = 40
@@ -83,8 +86,7 @@ class ShopifyResource(dg.ConfigurableResource):
     timeout_s: float = Field(default=30.0, description="HTTP timeout per request, seconds")
     api: str | None = Field(
         default=None,
-        description="which Admin API reads the orders: graphql or rest; unset: graphql for a real store, rest "
-        "for the built-in demo store",
+        description="which Admin API reads the orders: graphql or rest; unset: graphql",
     )
     graphql_bucket_points: float | None = Field(
         default=None, gt=0, description="GraphQL cost bucket size in points; default 2000 (follows the store)"
@@ -170,10 +172,8 @@ class ShopifyResource(dg.ConfigurableResource):
 
     @property
     def chosen_api(self) -> str:
-        """`api`, or when unset `graphql` for a real store and `rest` for the built-in demo store."""
-        if self.api:
-            return api_setting(self.api)
-        return "rest" if self.uses_embedded_store else "graphql"
+        """`api`, or `graphql` when unset (for a real store and the built-in demo store alike)."""
+        return api_setting(self.api) if self.api else "graphql"
 
     @property
     def uses_embedded_store(self) -> bool:
@@ -223,9 +223,12 @@ class ShopifyResource(dg.ConfigurableResource):
             "bulk_threshold": self.bulk_threshold,
         }
         if self.uses_embedded_store:
+            points = self.graphql_bucket_points or DEMO_GRAPHQL_BUCKET_POINTS
+            rate = self.graphql_restore_rate or DEMO_GRAPHQL_RESTORE_RATE
             shop, token = embedded_shop(
-                self.bucket_size or DEMO_BUCKET_SIZE, self.leak_rate or DEMO_LEAK_RATE
+                self.bucket_size or DEMO_BUCKET_SIZE, self.leak_rate or DEMO_LEAK_RATE, points, rate
             )
+            common.update(bucket_points=points, restore_rate=rate)
             return ShopifyGraphQLClient(
                 DEMO_BASE_URL, access_token=token, transport=httpx.WSGITransport(app=shop), **common
             )
