@@ -192,7 +192,11 @@ def test_the_raw_asset_reads_a_range_by_bulk_and_says_so(served_2026, tmp_path: 
             tags={RANGE_START_TAG: "2026-03-01-00:00", RANGE_END_TAG: "2026-03-02-23:00"},
             instance=instance,
         )
+        messages = [record.user_message for record in instance.all_logs(result.run_id)]
     assert result.success
+    # The bulk operation's progress is in the run's logs.
+    assert any("bulk operation" in m and "started" in m for m in messages)
+    assert any("COMPLETED" in m and "objects" in m for m in messages)
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["api"].value == "graphql" and metadata["read_by"].value == "bulk"
     assert metadata["orders"].value > 500

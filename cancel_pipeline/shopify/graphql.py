@@ -122,6 +122,7 @@ class ShopifyGraphQLClient:
         logger: logging.Logger | None = None,
         bulk_threshold: timedelta | None = None,
         bulk_settings: BulkSettings | None = None,
+        progress_logger: logging.Logger | None = None,
     ) -> None:
         self._base_url, self.store = resolve_store(store)
         self.api_version = api_version
@@ -133,6 +134,7 @@ class ShopifyGraphQLClient:
         self._sleep = sleep
         self._clock = clock
         self._log = logger or logging.getLogger(LOGGER_NAME)
+        self._progress = progress_logger or self._log
         self._http = httpx.Client(
             transport=transport,
             timeout=timeout,
@@ -150,8 +152,8 @@ class ShopifyGraphQLClient:
 
     @property
     def log(self) -> logging.Logger:
-        """The client's logger (the run's, inside Dagster)."""
-        return self._log
+        """Where a bulk operation's progress goes: the run's log inside Dagster, else the client's logger."""
+        return self._progress
 
     @property
     def http(self) -> httpx.Client:

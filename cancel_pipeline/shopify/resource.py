@@ -180,10 +180,15 @@ class ShopifyResource(dg.ConfigurableResource):
         """True when no store is configured and the built-in demo store answers."""
         return not _value(self.store)
 
-    def get_client(self, logger: logging.Logger | None = None) -> OrderSource:
-        """A new client for the configured store and API (close it, or use it as a context manager)."""
+    def get_client(
+        self, logger: logging.Logger | None = None, *, progress: logging.Logger | None = None
+    ) -> OrderSource:
+        """A new client for the configured store and API (close it, or use it as a context manager).
+
+        `progress` receives what a long read reports as it goes (a bulk operation's state and objects): pass
+        the run's log. Per-page messages stay on `logger`, out of the run's event log."""
         if self.chosen_api == "graphql":
-            return self._graphql_client(logger)
+            return self._graphql_client(logger, progress)
         common: dict[str, Any] = {
             "api_version": _value(self.api_version) or DEFAULT_API_VERSION,
             "max_retries": self.max_retries,
@@ -212,8 +217,11 @@ class ShopifyResource(dg.ConfigurableResource):
             **common,
         )
 
-    def _graphql_client(self, logger: logging.Logger | None) -> ShopifyGraphQLClient:
+    def _graphql_client(
+        self, logger: logging.Logger | None, progress: logging.Logger | None
+    ) -> ShopifyGraphQLClient:
         common: dict[str, Any] = {
+            "progress_logger": progress,
             "api_version": _value(self.api_version) or DEFAULT_API_VERSION,
             "max_retries": self.max_retries,
             "timeout": self.timeout_s,

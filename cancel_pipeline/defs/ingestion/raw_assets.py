@@ -46,7 +46,7 @@ def fetch_and_land_window(
         f"Fetching status={status} orders ({shopify.chosen_api} API) updated in [{requested_min.isoformat()}, "
         f"{requested_max.isoformat()}] for {partition_key}"
     )
-    with shopify.get_client(logger=context.log) as client:  # bulk progress shows in the run's logs
+    with shopify.get_client(progress=context.log) as client:  # bulk progress shows in the run's logs
         pages = client.iter_order_pages(
             status=status,
             updated_at_min=requested_min,
