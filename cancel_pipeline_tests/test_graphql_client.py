@@ -381,3 +381,13 @@ def test_short_windows_page_even_with_bulk_enabled() -> None:
     with _bulk_client(shop) as client:
         pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + timedelta(hours=25)))
     assert {p.operation for p in pages} == {"orders"} and "BulkOrders" not in shop.operations
+
+
+def test_a_bare_429_waits_for_the_bucket_to_refill() -> None:
+    shop = GraphQLShop(_orders(3))
+    shop.faults = [lambda: httpx.Response(429, text="Too Many Requests")]
+    with _client(shop, restore_rate=100) as client:
+        pages = list(client.iter_order_pages())
+    assert _ids(pages) == [1000, 1001, 1002]
+    # Taken as an empty bucket: the retry waited for the page's cost to be restored.
+    assert shop.clock.slept >= 1.0

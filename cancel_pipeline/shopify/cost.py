@@ -84,7 +84,12 @@ class CostBucket:
                 self._available, self._at = min(current, self.size), self._clock()
 
     def throttle_wait(self, cost: Any, requested: float) -> float:
-        """After THROTTLED: `(requested - currentlyAvailable) / restoreRate` seconds, per Shopify's advice."""
+        """After THROTTLED: `(requested - currentlyAvailable) / restoreRate` seconds, per Shopify's advice.
+
+        Without a `throttleStatus` (a bare 429) the bucket is taken as empty: the server said it is."""
+        if not isinstance(cost, dict) or not isinstance(cost.get("throttleStatus"), dict):
+            with self._lock:
+                self._available, self._at = 0.0, self._clock()
         self.observe(cost)
         reported = _number(cost.get("requestedQueryCost")) if isinstance(cost, dict) else None
         needed = min(reported or requested, self.size)
