@@ -313,6 +313,7 @@ def test_an_operation_that_does_not_complete_lands_nothing_and_says_why(end: str
     if end == "FAILED":
         assert "INTERNAL_SERVER_ERROR" in text and "partial data" in text
     assert shop.downloads == []
+    assert "CancelBulkOperation" not in shop.operations  # it already ended: nothing to cancel
 
 
 @pytest.mark.parametrize(

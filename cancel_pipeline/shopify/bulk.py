@@ -133,6 +133,8 @@ class BulkExport:
         self.client = client
         self.settings = settings or BulkSettings()
         self.operation_id: str | None = None
+        self.ended = False
+        """True once Shopify reported the operation finished (completed or not): nothing left to cancel."""
 
     def start(self, search: str | None) -> str | None:
         """Start the operation; its id, or None when the app's bulk slot stayed busy (the caller pages)."""
@@ -194,9 +196,11 @@ class BulkExport:
                 state.get("rootObjectCount"),
                 elapsed,
             )
+            if status in _TERMINAL:
+                self.ended = True
             if status == "COMPLETED":
                 return state
-            if status in _TERMINAL:
+            if self.ended:
                 raise self._ended(state)
             self.client.pause(delay)
             delay = min(delay * 2, self.settings.poll_max_s)
@@ -215,7 +219,7 @@ class BulkExport:
 
     def cancel(self) -> None:
         """Ask Shopify to cancel the operation (best effort: a failure here must not hide the cause)."""
-        if self.operation_id is None:
+        if self.operation_id is None or self.ended:
             return
         try:
             self.client.execute("bulkOperationCancel", CANCEL_MUTATION, {"id": self.operation_id})

@@ -205,11 +205,12 @@ class ShopifyGraphQLClient:
                 "fields= selects REST fields; the GraphQL client always selects the order fields"
             )
         search = orders_search(status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max)
-        request_path = f"{self.endpoint} orders(query: {search or ''!r}, sortKey: UPDATED_AT)"
+        selection = f"orders(query: {search or ''!r}, sortKey: UPDATED_AT)"
+        request_path = f"{self.endpoint} {selection}"
         if self._wants_bulk(updated_at_min, updated_at_max):
             export = BulkExport(self, self._bulk_settings)
             if export.start(search) is not None:
-                yield from self._bulk_pages(export, f"{self.endpoint} bulkOperationRunQuery {request_path}")
+                yield from self._bulk_pages(export, f"{self.endpoint} bulkOperationRunQuery {selection}")
                 return
         after: str | None = None
         page_number = 1
@@ -239,17 +240,14 @@ class ShopifyGraphQLClient:
         return updated_at_max - updated_at_min > self.bulk_threshold
 
     def _bulk_pages(self, export: BulkExport, request_path: str) -> Iterator[OrderPage]:
-        finished = False
         try:
             state = export.wait()
-            finished = True
-            yield from export.pages(state, f"{request_path} {export.operation_id}")
         except BaseException:
-            # Stopped while Shopify still works on it (an error, a terminated run, the caller gave up):
-            # cancel it, or it would hold the app's bulk slot until it finishes.
-            if not finished:
-                export.cancel()
+            # Stopped while Shopify may still work on it (an error, a terminated run): cancel it, or it would
+            # hold the app's bulk slot until it finishes. An operation that already ended is left alone.
+            export.cancel()
             raise
+        yield from export.pages(state, f"{request_path} {export.operation_id}")
 
     def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
         """Pages holding the given orders (any status), by `nodes(ids:)` in batches the cost limit allows."""
