@@ -40,7 +40,12 @@ def _page(body: bytes, count: int, api: str, operation: str = "orders", number: 
 
 
 def _land(
-    con: duckdb.DuckDBPyConnection, orders: list[dict[str, Any]], api: str, operation: str = "orders"
+    con: duckdb.DuckDBPyConnection,
+    orders: list[dict[str, Any]],
+    api: str,
+    operation: str = "orders",
+    *,
+    number: int = 1,
 ) -> None:
     ensure_schema(con)
     if api == "rest":
@@ -50,13 +55,16 @@ def _land(
     else:
         body = graphql_page(orders, operation=operation)
     land_page(
-        con, _page(body, len(orders), api, operation), asset="raw_updated_order_pages", partition_key="k"
+        con,
+        _page(body, len(orders), api, operation, number),
+        asset="raw_updated_order_pages",
+        partition_key="k",
     )
 
 
 def _objects(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = table_rows(con, "select * from raw_order_objects order by position")
-    return [repr({k: v for k, v in row.items() if k not in _SOURCE_COLUMNS}) for row in rows]
+    return sorted(repr({k: v for k, v in row.items() if k not in _SOURCE_COLUMNS}) for row in rows)
 
 
 def _derived(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
@@ -75,9 +83,11 @@ RESTOCK = st.sampled_from(["cancel", "return", "no_restock", "legacy_restock"])
 
 @st.composite
 def rest_orders(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """A page of REST orders: cancellations, refunds, edits, many line items, and a few malformed ones."""
+    """A page of REST orders: cancellations, refunds, edits, many line items, and a few malformed ones. Ids
+    come from a small pool, so across pages an order shows up in several versions (a history)."""
     orders = []
-    for index in range(draw(st.integers(0, 6))):
+    # Unique within a page, as in any answer (a bulk result lists each order once).
+    for index in draw(st.lists(st.integers(0, 5), unique=True, max_size=5)):
         order_id = 5_000_000_000 + index
         line_count = draw(st.integers(0, 24))
         lines = []
@@ -96,7 +106,7 @@ def rest_orders(draw: st.DrawFn) -> list[dict[str, Any]]:
         cancelled = draw(st.booleans())
         payload = order(
             order_id,
-            T0 + timedelta(minutes=index),
+            T0 + timedelta(minutes=draw(st.integers(0, 90))),
             line_items=lines,
             refunds=refunds,
             cancelled_at=T0 if cancelled else None,
@@ -121,15 +131,19 @@ def rest_orders(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(orders=rest_orders())
-def test_graphql_and_bulk_pages_parse_to_the_rest_rows(orders: list[dict[str, Any]]) -> None:
+@given(history=st.lists(rest_orders(), min_size=1, max_size=3))
+def test_a_history_read_through_rest_graphql_and_bulk_gives_the_same_tables(
+    history: list[list[dict[str, Any]]],
+) -> None:
+    """Pages landed one after another (each order possibly in several versions) type and derive alike."""
     with tempfile.TemporaryDirectory(prefix="gql-parse-") as folder:
         connections = {
             name: duckdb.connect(str(Path(folder) / f"{name}.duckdb")) for name in ("rest", "gql", "bulk")
         }
-        _land(connections["rest"], orders, "rest")
-        _land(connections["gql"], orders, "graphql")
-        _land(connections["bulk"], orders, "graphql", "bulk")
+        for number, orders in enumerate(history, 1):
+            _land(connections["rest"], orders, "rest", number=number)
+            _land(connections["gql"], orders, "graphql", number=number)
+            _land(connections["bulk"], orders, "graphql", "bulk", number=number)
         expected_objects, expected_tables = _objects(connections["rest"]), _derived(connections["rest"])
         for name in ("gql", "bulk"):
             assert _objects(connections[name]) == expected_objects, name
