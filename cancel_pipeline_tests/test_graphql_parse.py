@@ -295,3 +295,19 @@ def test_the_demo_stores_history_types_the_same_through_rest_graphql_and_bulk(
     assert rejects > 0  # the history has malformed orders, and they are rejected the same way
     assert results["graphql"] == results["rest"]
     assert results["bulk"] == results["rest"]
+
+
+def test_bulk_refund_lines_under_the_order_instead_of_a_refund_are_a_reject(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    ensure_schema(con)
+    lines = bulk_lines([order(3, T0, refunds=[refund(8, T0, [(31, 1, "cancel")])])])
+    stray = json.loads(lines[-1])  # the refund line, under its refund
+    stray["__parentId"] = "gid://shopify/Order/3"
+    lines[-1] = json.dumps(stray).encode() + b"\n"
+    land_page(
+        con, _page(b"".join(lines), 1, "graphql", "bulk"), asset="raw_updated_order_pages", partition_key="k"
+    )
+    [row] = table_rows(con, "select order_id, reason, detail from raw_order_objects")
+    assert (row["order_id"], row["reason"]) == (3, "refunds_invalid")
+    assert "not a refund" in row["detail"]

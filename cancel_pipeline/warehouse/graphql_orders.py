@@ -104,7 +104,10 @@ _F_FROM_FINAL = f"""f as (
         o.totalPriceSet.shopMoney.amount as total_price,
         o.test as test,
         array_to_string(o.tags, ', ') as tags,
-        to_json(list_transform(g.refunds, lambda r: struct_pack(
+        -- Refund lines that name no refund cannot be put in one: a string where REST has a list, which the
+        -- checks reject as refunds_invalid rather than drop the lines unseen.
+        case when g.stray_refund_lines then to_json('refund lines listed under the order, not a refund')
+        else to_json(list_transform(g.refunds, lambda r: struct_pack(
             id := {gid_bigint("r.id", "Refund")},
             created_at := r.createdAt,
             refund_line_items := list_transform(r.refundLineItems.nodes, lambda l: struct_pack(
@@ -112,7 +115,7 @@ _F_FROM_FINAL = f"""f as (
                 quantity := l.quantity,
                 restock_type := lower(l.restockType)
             ))
-        ))) as refunds,
+        ))) end as refunds,
         list_transform(g.lines, lambda e: struct_pack(
             id := {gid_json("e.id", "LineItem")},
             variant_id := {gid_bigint("e.variant.id", "ProductVariant")},
@@ -180,7 +183,9 @@ gql_completed_refunds as (
     group by r.page_seq, r.position
 ),
 gql_final as (
-    select g.page_seq, g.position, g.o, g.lines, coalesce(c.refunds, g.refunds) as refunds
+    select
+        g.page_seq, g.position, g.o, g.lines, coalesce(c.refunds, g.refunds) as refunds,
+        false as stray_refund_lines
     from gql_orders g
     left join gql_completed_refunds c using (page_seq, position)
 ),
@@ -289,9 +294,11 @@ gql_final as (
             coalesce(list_transform(b.o.lineItems.edges, lambda e: e.node), []),
             coalesce(l.lines, [])
         ) end as lines,
-        coalesce(r.refunds, []) as refunds
+        coalesce(r.refunds, []) as refunds,
+        s.parent_id is not null as stray_refund_lines
     from bulk_roots b
     left join bulk_child_lines l on l.page_seq = b.page_seq and l.parent_id = b.o.id
+    left join bulk_child_refund_lines s on s.page_seq = b.page_seq and s.parent_id = b.o.id
     left join bulk_refunds r on r.page_seq = b.page_seq and r.position = b.position
 ),
 {_F_FROM_FINAL}"""
