@@ -1,15 +1,18 @@
 """The main job behind `make run`: catch up the last days of both raw assets and every table, through Dagster.
 
 Runs are executed in this process but recorded in the project's Dagster instance (`DAGSTER_HOME`), so they
-show in the UI afterwards like any other run. Each raw asset's missing windows are grouped into contiguous
-ranges and each range is one run (one query to Shopify, one transaction), so a first catch-up of two days is
-two runs, and a second one only re-reads the newest windows.
+show in the UI afterwards like any other run. What is missing is read from the warehouse's own record of the
+pages it landed (`raw_order_pages`, for the store it holds), not from Dagster's run history, which another
+store's runs may share: each raw asset's days with no current page are grouped into contiguous ranges, each
+range one run read whole (one query to Shopify, one transaction), and the days landed only in part (today,
+or a day a tick left unfinished) are topped up by a run reading what is new since their last page. So a
+first catch-up of two days is a run or two per feed, and a second one only tops up today.
 """
 
 import re
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,13 +22,18 @@ import dagster as dg
 from tabulate import tabulate
 
 from cancel_pipeline.clock import utc_now
-from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG, READ_NEW, READ_TAG
 from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS, UPDATED_ORDER_WINDOWS
 from cancel_pipeline.defs.runs.dead_runs import release_pool
 from cancel_pipeline.run_summary import WarehouseSummary
+from cancel_pipeline.warehouse.connection import warehouse_connection
+from cancel_pipeline.warehouse.raw_pages import check_store, ensure_raw_order_pages, landed_coverage
 
-ALWAYS_REREAD = 2
-"""The newest windows re-read on every catch-up: the one in progress and the one that closed last."""
+FEEDS = (
+    ("canceled_order_job", "raw_canceled_order_pages", CANCELED_ORDER_WINDOWS),
+    ("canceled_items_job", "raw_updated_order_pages", UPDATED_ORDER_WINDOWS),
+)
+"""(job, raw asset, partitions) of each feed the catch-up runs."""
 
 
 class RunFailed(RuntimeError):
@@ -39,12 +47,24 @@ class RunFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class FeedPlan:
-    """The windows one raw asset's job must run, as contiguous ranges of partition keys."""
+    """The days one raw asset's job must run: contiguous ranges read whole, and days to top up."""
 
     job_name: str
     asset_name: str
     ranges: list[tuple[str, str]]
-    windows: int
+    """Days with no current page in the warehouse, as (first, last) ranges, each read whole in one run."""
+    top_ups: list[str] = field(default_factory=list)
+    """Days landed in part (their pages stop before the day's end, or now), each read from where they stop."""
+
+    @property
+    def windows(self) -> int:
+        """How many days the plan reads."""
+        return len(self.top_ups) + sum(len(_days_between(first, last)) for first, last in self.ranges)
+
+    @property
+    def runs(self) -> int:
+        """How many runs the plan takes."""
+        return len(self.ranges) + len(self.top_ups)
 
 
 @dataclass
@@ -75,56 +95,74 @@ def contiguous_ranges(keys: Sequence[str], all_keys: Sequence[str]) -> list[tupl
     return ranges
 
 
+def _days_between(first: str, last: str) -> list[str]:
+    start, end = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return [(start + timedelta(days=n)).strftime("%Y-%m-%d") for n in range((end - start).days + 1)]
+
+
+def recent_days(
+    partitions_def: dg.TimeWindowPartitionsDefinition, *, now: datetime, lookback: timedelta
+) -> dict[str, tuple[datetime, datetime]]:
+    """Every day (key -> [start, end)) that ends after `now - lookback`, today included."""
+    cutoff = now - lookback
+    windows = {
+        key: partitions_def.time_window_for_partition_key(key)
+        for key in partitions_def.get_partition_keys(current_time=now)[-(lookback.days + 2) :]
+    }
+    return {key: (window.start, window.end) for key, window in windows.items() if window.end > cutoff}
+
+
 def plan_feed(
     job_name: str,
     asset_name: str,
     partitions_def: dg.TimeWindowPartitionsDefinition,
-    materialized: Iterable[str],
+    coverage: Mapping[str, datetime | None],
     *,
     now: datetime,
     lookback: timedelta,
 ) -> FeedPlan:
-    """The windows of the last `lookback` that are not materialized yet, plus the newest ones."""
+    """The days of the last `lookback` the warehouse lacks, from `coverage` (day -> how far its current
+    pages reach, as `raw_pages.landed_coverage` tells; a day not in it has none)."""
+    days = recent_days(partitions_def, now=now, lookback=lookback)
+    missing = [key for key in days if coverage.get(key) is None]
+    top_ups = [
+        key
+        for key, (_, end) in days.items()
+        if (covered := coverage.get(key)) is not None and covered < min(end, now)
+    ]
     keys = partitions_def.get_partition_keys(current_time=now)
-    cutoff = now - lookback
-    # Every window that ends after the cutoff, so the one holding the cutoff is read in full.
-    recent = [key for key in keys if partitions_def.time_window_for_partition_key(key).end > cutoff]
-    done = set(materialized)
-    wanted = {key for key in recent if key not in done} | set(recent[-ALWAYS_REREAD:])
-    return FeedPlan(job_name, asset_name, contiguous_ranges(sorted(wanted), keys), len(wanted))
+    return FeedPlan(job_name, asset_name, contiguous_ranges(missing, keys), top_ups)
 
 
-def plan_catch_up(instance: dg.DagsterInstance, *, now: datetime, lookback: timedelta) -> list[FeedPlan]:
-    """One plan per raw feed, skipping windows this instance already materialized."""
-    feeds = [
-        ("canceled_order_job", "raw_canceled_order_pages", CANCELED_ORDER_WINDOWS),
-        ("canceled_items_job", "raw_updated_order_pages", UPDATED_ORDER_WINDOWS),
-    ]
-    return [
-        plan_feed(
-            job,
-            asset,
-            windows,
-            instance.get_materialized_partitions(dg.AssetKey(asset)),
-            now=now,
-            lookback=lookback,
-        )
-        for job, asset, windows in feeds
-    ]
+def plan_catch_up(database: str | Path, *, store: str, now: datetime, lookback: timedelta) -> list[FeedPlan]:
+    """One plan per raw feed, from what the warehouse `database` holds; it must hold `store`'s pages (or
+    none yet): another store's warehouse raises `WrongStoreError` before any run starts."""
+    plans = []
+    with warehouse_connection(database) as con:
+        ensure_raw_order_pages(con)
+        check_store(con, store)
+        for job, asset, partitions_def in FEEDS:
+            coverage = landed_coverage(con, asset, recent_days(partitions_def, now=now, lookback=lookback))
+            plans.append(plan_feed(job, asset, partitions_def, coverage, now=now, lookback=lookback))
+    return plans
 
 
 def run_feed(
     defs: dg.Definitions, plan: FeedPlan, instance: dg.DagsterInstance, *, log_level: str = "INFO"
 ) -> FeedOutcome:
-    """Execute each range of `plan` as one run of its job, recorded in `instance`."""
+    """Execute each range of `plan` as one run of its job, then each top-up, recorded in `instance`."""
     job = defs.resolve_job_def(plan.job_name)
     outcome = FeedOutcome(plan.job_name, windows=plan.windows)
-    for first, last in plan.ranges:
+    runs: list[tuple[str, str, dict[str, Any]]] = [
+        (first, last, {"tags": {RANGE_START_TAG: first, RANGE_END_TAG: last}}) for first, last in plan.ranges
+    ]
+    runs += [(key, key, {"partition_key": key, "tags": {READ_TAG: READ_NEW}}) for key in plan.top_ups]
+    for first, last, selection in runs:
         result = job.execute_in_process(
             instance=instance,
-            tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             raise_on_error=False,
+            **selection,
         )
         if not result.success:
             raise RunFailed(*_failure_message(result, plan.job_name, first, last))
@@ -206,7 +244,7 @@ def render_report(
         "",
         tabulate(
             feed_rows,
-            headers=["job", "windows", "runs", "pages", "requests", "orders fetched", "retries"],
+            headers=["job", "days", "runs", "pages", "requests", "orders fetched", "retries"],
             tablefmt="simple",
         ),
         "",
@@ -269,22 +307,26 @@ def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
     from cancel_pipeline.run_summary import summarize
     from cancel_pipeline.settings import SETTINGS
     from cancel_pipeline.shopify.resource import ShopifyResource
-    from cancel_pipeline.warehouse.connection import warehouse_connection
 
     started = time.monotonic()
     resource = ShopifyResource.from_env()
     store = "the built-in demo store" if resource.uses_embedded_store else "the configured Shopify store"
+    plans = plan_catch_up(
+        SETTINGS.duckdb_path, store=resource.store_identity, now=utc_now(), lookback=lookback
+    )
     with dg.DagsterInstance.get() as instance:
         # A run killed earlier would hold the writers' pool for ever: this run would wait on it.
         for line in release_pool(instance):
             print(line, flush=True)
-        plans = plan_catch_up(instance, now=utc_now(), lookback=lookback)
         outcomes = []
         for number, plan in enumerate(plans, start=1):
+            whole = [first if first == last else f"{first}...{last}" for first, last in plan.ranges]
             print(
-                f"[{number}/{len(plans)}] {plan.job_name}: {plan.windows} windows of {plan.asset_name} "
-                f"in {len(plan.ranges)} run(s): "
-                + ", ".join(first if first == last else f"{first}...{last}" for first, last in plan.ranges),
+                f"[{number}/{len(plans)}] {plan.job_name}: {plan.windows} days of {plan.asset_name} "
+                f"in {plan.runs} run(s): "
+                + ", ".join(
+                    [*(f"{days} (whole)" for days in whole), *(f"{key} (new)" for key in plan.top_ups)]
+                ),
                 flush=True,
             )
             outcomes.append(run_feed(defs, plan, instance, log_level=log_level))

@@ -13,10 +13,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from cancel_pipeline.stuck_rule import DEFAULT_STUCK_THRESHOLDS
 
-DEFAULT_DUCKDB_PATH = "data/cancel_pipeline.duckdb"
+DEMO_STORE = "demo"
+"""The name the built-in demo store goes by: its warehouse is `data/demo.duckdb`."""
+DEFAULT_DUCKDB_PATH = f"data/{DEMO_STORE}.duckdb"
+"""The default DuckDB file of the built-in demo store; a real store's is `data/<store>.duckdb`."""
 DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"
 _MEMORY_LIMIT = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 DEFAULT_DELIVERY_OVERDUE_HOURS = 6.0
@@ -40,10 +44,10 @@ class PipelineSettings:
     settle_delay: timedelta
     """How long after a window closes its scheduled run starts. `CANCEL_PIPELINE_SETTLE_DELAY_MINUTES`."""
     canceled_window_minutes: int
-    """Window length of `raw_canceled_order_pages`, and so the cancellation schedule's period.
-    `CANCEL_PIPELINE_CANCELED_WINDOW_MINUTES`."""
+    """Minutes between two ticks of the cancellation schedule (`raw_canceled_order_pages`, partitioned by
+    day: each tick reads what is new in the day's partition). `CANCEL_PIPELINE_CANCELED_WINDOW_MINUTES`."""
     updated_window_minutes: int
-    """Window length of `raw_updated_order_pages`, and so the updates schedule's period.
+    """Minutes between two ticks of the updates schedule (`raw_updated_order_pages`).
     `CANCEL_PIPELINE_UPDATED_WINDOW_MINUTES`."""
     reconciliation_hour: int
     """UTC hour of the daily reconciliation. `CANCEL_PIPELINE_RECONCILIATION_HOUR`."""
@@ -52,7 +56,7 @@ class PipelineSettings:
     sensor_interval_seconds: int
     """Minimum time between two ticks of the cancellation sensor. `CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS`."""
     duckdb_path: str
-    """The DuckDB file. `CANCEL_PIPELINE_DUCKDB`."""
+    """The DuckDB file. `CANCEL_PIPELINE_DUCKDB`; default per store, `data/<store>.duckdb`."""
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     """DuckDB's `memory_limit` for the pipeline's connections: beyond it DuckDB spills to disk, so a run's
     memory does not grow with the size of a backfill. `CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT`."""
@@ -62,6 +66,10 @@ class PipelineSettings:
     delivery_overdue: timedelta = timedelta(hours=DEFAULT_DELIVERY_OVERDUE_HOURS)
     """How long a cancellation notice may wait undelivered (pending, retrying or being sent) before the
     outbox check flags it. `CANCEL_PIPELINE_DELIVERY_OVERDUE_HOURS`."""
+    superseded_retention_days: int | None = None
+    """Superseded raw pages older than this many days are pruned after each landing; None keeps them all.
+    A rebuild from the page store then lacks the versions only they held.
+    `CANCEL_PIPELINE_SUPERSEDED_RETENTION_DAYS`."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -78,16 +86,46 @@ class PipelineSettings:
                 env, "CANCEL_PIPELINE_RECONCILIATION_MINUTE", 15, minimum=0, maximum=59
             ),
             sensor_interval_seconds=_int(env, "CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS", 60, minimum=1),
-            duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or DEFAULT_DUCKDB_PATH,
+            duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or default_duckdb_path(env.get("SHOPIFY_STORE")),
             duckdb_memory_limit=_memory_limit(env, "CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT"),
             stuck_thresholds=_thresholds(env, "CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS"),
             delivery_overdue=_hours(
                 env, "CANCEL_PIPELINE_DELIVERY_OVERDUE_HOURS", DEFAULT_DELIVERY_OVERDUE_HOURS
             ),
+            superseded_retention_days=_optional_int(
+                env, "CANCEL_PIPELINE_SUPERSEDED_RETENTION_DAYS", minimum=1
+            ),
         )
         if settings.first_window_start.second or settings.first_window_start.microsecond:
             raise SettingsError("CANCEL_PIPELINE_FIRST_WINDOW must fall on a whole minute")
         return settings
+
+
+def store_file_stem(store: str | None) -> str:
+    """A file-name-safe name for `SHOPIFY_STORE`: `demo` when unset, `my-shop` for `my-shop` or
+    `my-shop.myshopify.com`, `127.0.0.1-8765` for `http://127.0.0.1:8765`."""
+    raw = (store or "").strip().rstrip("/")
+    if not raw:
+        return DEMO_STORE
+    if "://" in raw:
+        parts = urlsplit(raw)
+        raw = parts.hostname or raw
+        if parts.port:
+            raw = f"{raw}-{parts.port}"
+    raw = raw.removesuffix(".myshopify.com")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or DEMO_STORE
+
+
+def default_duckdb_path(store: str | None) -> str:
+    """The default DuckDB file of `SHOPIFY_STORE`: one file per store, so two stores never share one."""
+    return f"data/{store_file_stem(store)}.duckdb"
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _int(env, name, 0, minimum=minimum)
 
 
 def _int(

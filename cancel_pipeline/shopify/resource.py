@@ -24,6 +24,7 @@ import httpx
 from pydantic import Field
 
 from cancel_pipeline.embedded import embedded_shop
+from cancel_pipeline.settings import DEMO_STORE
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient, resolve_store
 from cancel_pipeline.shopify.cost import STANDARD_BUCKET_POINTS, STANDARD_RESTORE_RATE
 from cancel_pipeline.shopify.errors import ShopifyConfigError
@@ -179,6 +180,15 @@ class ShopifyResource(dg.ConfigurableResource):
     def uses_embedded_store(self) -> bool:
         """True when no store is configured and the built-in demo store answers."""
         return not _value(self.store)
+
+    @property
+    def store_identity(self) -> str:
+        """Which store this is, as the warehouse records it: `demo` for the built-in demo store, else its
+        host (`my-shop.myshopify.com`, or `host:port` of a base URL; never credentials)."""
+        if self.uses_embedded_store:
+            return DEMO_STORE
+        _, label = resolve_store(_value(self.store) or "")
+        return label.rpartition("@")[2]
 
     def get_client(
         self, logger: logging.Logger | None = None, *, progress: logging.Logger | None = None

@@ -192,7 +192,7 @@ def _derive_batch(
     first_seq, last_seq = batch[0], batch[-1]
     con.execute(STAGE_ORDERS_SQL.format(first_seq=first_seq, last_seq=last_seq, watermark=watermark))
     result.orders_seen += _count(con, "select count(*) from stage_orders")
-    result.rejects_added += _replace_rejects(con, first_seq, last_seq, watermark)
+    result.rejects_added += _add_rejects(con)
     result.new_versions += _merge_versions(con)
     _mark_supersession(con)
     for table, new_rows_sql in CURRENT_TABLE_SQL.items():
@@ -204,19 +204,8 @@ def _derive_batch(
             _extend_preview(result.canceled_line_items_preview, changed_rows, KEY_COLUMNS[table])
 
 
-def _replace_rejects(con: duckdb.DuckDBPyConnection, first_seq: int, last_seq: int, watermark: int) -> int:
-    """Replace the rejects of every page key in the batch (a re-fetched page supersedes its old rejects)."""
-    con.execute(
-        """
-        delete from order_rejects r
-        using (
-            select asset, partition_key, page_number from raw_order_pages
-            where page_seq between $first_seq and $last_seq and page_seq > $watermark
-        ) k
-        where r.asset = k.asset and r.partition_key = k.partition_key and r.page_number = k.page_number
-        """,
-        {"first_seq": first_seq, "last_seq": last_seq, "watermark": watermark},
-    )
+def _add_rejects(con: duckdb.DuckDBPyConnection) -> int:
+    """Add the rejects of the batch's pages (those of superseded pages go at the end of the derivation)."""
     con.execute(
         """
         insert into order_rejects by name
@@ -384,22 +373,20 @@ def _extend_preview(
 
 
 def _drop_rejects_of_replaced_pages(con: duckdb.DuckDBPyConnection) -> int:
-    """Remove rejects whose page no longer exists in raw (its window was re-fetched with fewer pages)."""
-    removed = _count(
+    """Remove rejects whose page was superseded (its window was read again) or pruned.
+
+    `order_rejects` shows what the current pages reject, so a full rebuild, which adds the rejects of every
+    page, ends with the same rows as the incremental runs did.
+    """
+    return _count(
         con,
         """
-        select count(*) from order_rejects r
-        where not exists (select 1 from raw_order_pages p where p.page_seq = r.page_seq)
+        delete from order_rejects r
+        where not exists (
+            select 1 from raw_order_pages p where p.page_seq = r.page_seq and p.superseded_at is null
+        )
         """,
     )
-    if removed:
-        con.execute(
-            """
-            delete from order_rejects r
-            where not exists (select 1 from raw_order_pages p where p.page_seq = r.page_seq)
-            """
-        )
-    return removed
 
 
 def _write_watermark(

@@ -1,7 +1,10 @@
 """The raw layer: Shopify order pages landed verbatim, one row per fetched page, parsed once on landing.
 
 Every fetch is kept, so the tables derived from it can always be rebuilt and a version seen once is never
-lost. `page_seq` orders the pages by landing time; the derived tables use it as their watermark.
+lost: the layer is append-only. A re-read window *supersedes* its earlier pages (`superseded_at` is set);
+they stay in the page store and still feed `order_versions`, until a retention setting prunes them.
+`page_seq` orders the pages by landing time; the derived tables use it as their watermark. The warehouse
+holds one store's pages and records which (`warehouse_store`): it refuses to land another store's.
 
 Three parts, written in one DuckDB transaction per landing:
 
@@ -21,6 +24,7 @@ Three parts, written in one DuckDB transaction per landing:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -53,7 +57,10 @@ INCOMING = ".incoming"
 PARSED = "parsed"
 """Folder of a spool holding its pages' parsed rows (Parquet), written while the fetch goes on."""
 STALE_SPOOL_SECONDS = 24 * 3600
-"""A spool folder this old belongs to no running fetch (a process killed mid-fetch left it)."""
+"""A spool folder without a lock file (one made before spools were locked) this old belongs to no fetch."""
+SPOOL_LOCK = ".lock"
+"""File in each spool and scratch folder, locked (`flock`) by the process using the folder for its life: a
+folder whose lock can be taken was left by a process that died, and is swept at once."""
 
 RAW_ORDER_PAGES_DDL = f"""
 create sequence if not exists raw_order_pages_seq;
@@ -74,12 +81,27 @@ create table if not exists raw_order_pages (
     body_bytes     bigint      not null,
     api            varchar     not null default 'rest',    -- the API that produced the page: rest or graphql
     operation      varchar     not null default 'orders',  -- REST orders; GraphQL orders, nodes or bulk
-    unique (asset, partition_key, page_number)
+    superseded_at  timestamptz,           -- when a full re-read of its window landed (null: current)
+    superseded_by  bigint                 -- first page_seq of that re-read
 );
 -- Databases created before pages recorded their API: every page then came from REST's orders.json.
 alter table raw_order_pages add column if not exists api varchar default 'rest';
 alter table raw_order_pages add column if not exists operation varchar default 'orders';
-{RAW_ORDER_OBJECTS_DDL}"""
+{RAW_ORDER_OBJECTS_DDL}
+-- The store whose pages this warehouse holds, recorded by the first landing.
+create table if not exists warehouse_store (
+    store        varchar     not null,
+    recorded_at  timestamptz not null
+);
+"""
+
+# Columns added to `raw_order_pages` with the append-only layer; older files are migrated on open.
+_ADDED_PAGE_COLUMNS = ("superseded_at", "superseded_by")
+
+
+class WrongStoreError(RuntimeError):
+    """The warehouse holds another store's pages; landing this store's would mix the two."""
+
 
 # --- The page store ------------------------------------------------------------------------------------
 
@@ -137,6 +159,131 @@ def page_bodies(con: duckdb.DuckDBPyConnection, page_seqs: Iterable[int]) -> dic
         {"seqs": wanted},
     ).fetchall()
     return {int(seq): (root / body_file).read_text() for seq, body_file in rows}
+
+
+def recorded_store(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The store whose pages the warehouse holds (None before its first landing)."""
+    ensure_raw_order_pages(con)
+    row = con.execute("select store from warehouse_store order by recorded_at limit 1").fetchone()
+    return str(row[0]) if row else None
+
+
+def check_store(con: duckdb.DuckDBPyConnection, store: str) -> None:
+    """Record `store` as the warehouse's store if it has none yet; raise `WrongStoreError` if it has another.
+
+    A warehouse made before stores were recorded adopts the store of its first landing after the upgrade.
+    """
+    row = con.execute("select store from warehouse_store order by recorded_at limit 1").fetchone()
+    recorded = str(row[0]) if row else None
+    if recorded is None:
+        con.execute("insert into warehouse_store values (?, now())", [store])
+    elif recorded != store:
+        raise WrongStoreError(
+            f"This warehouse ({_database_path(con)}) holds the orders of store {recorded!r}; refusing to land "
+            f"pages of store {store!r}. Each store needs its own DuckDB file: unset CANCEL_PIPELINE_DUCKDB "
+            f"(the default file is per store, data/<store>.duckdb) or point it at another file."
+        )
+
+
+def landed_coverage(
+    con: duckdb.DuckDBPyConnection, asset: str, windows: dict[str, tuple[datetime, datetime]]
+) -> dict[str, datetime | None]:
+    """For each window `key -> [start, end)` of `asset`, how far its current pages reach (None: none landed).
+
+    A page covers a window up to the smaller of its `requested_max` and the window's end, so a window is
+    landed whole when its coverage is its end. This is the warehouse's own record of what it holds: the
+    scheduled ticks continue from it and the catch-up plans from it.
+    """
+    if not windows:
+        return {}
+    ensure_raw_order_pages(con)
+    keys = list(windows)
+    rows = con.execute(
+        """
+        select w.key, max(least(p.requested_max, w.window_end))
+        from (
+            select unnest($keys) as key, unnest($starts::timestamptz[]) as window_start,
+                   unnest($ends::timestamptz[]) as window_end
+        ) w
+        left join raw_order_pages p
+            on p.asset = $asset and p.superseded_at is null
+            and p.window_start < w.window_end and p.window_end > w.window_start
+        group by w.key
+        """,
+        {
+            "asset": asset,
+            "keys": keys,
+            "starts": [windows[key][0] for key in keys],
+            "ends": [windows[key][1] for key in keys],
+        },
+    ).fetchall()
+    return {str(key): covered for key, covered in rows}
+
+
+def prune_superseded(con: duckdb.DuckDBPyConnection, *, superseded_before: datetime) -> int:
+    """Delete the pages superseded before `superseded_before` (rows, parsed objects and files); their count.
+
+    What is lost: a rebuild (`full_refresh`) no longer sees the versions only those pages held, so
+    `order_versions` rebuilt afterwards may lack them (the incremental tables keep them).
+    """
+    ensure_raw_order_pages(con)
+    root = page_store_root(con)
+    con.execute("begin transaction")
+    try:
+        pruned = con.execute(
+            "delete from raw_order_pages where superseded_at < $before returning page_seq, body_file",
+            {"before": superseded_before},
+        ).fetchall()
+        if pruned:
+            con.execute(
+                "delete from raw_order_objects where page_seq in (select unnest($seqs))",
+                {"seqs": [int(seq) for seq, _ in pruned]},
+            )
+        con.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("rollback")
+        raise
+    for _, body_file in pruned:
+        (root / str(body_file)).unlink(missing_ok=True)
+    _sweep(con, root)
+    return len(pruned)
+
+
+def _database_path(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    return str(row[0]) if row and row[0] else ":memory:"
+
+
+def _migrate_raw_order_pages(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a `raw_order_pages` of an older release to the current shape, in one transaction.
+
+    Older files had a unique (asset, partition_key, page_number), which an append-only layer breaks (a
+    re-read lands the same page numbers again); DuckDB cannot drop a constraint, so the table is rebuilt.
+    """
+    columns = {
+        str(row[0])
+        for row in con.execute(
+            "select column_name from information_schema.columns"
+            " where table_schema = 'main' and table_name = 'raw_order_pages'"
+        ).fetchall()
+    }
+    if not columns or all(column in columns for column in _ADDED_PAGE_COLUMNS):
+        return
+    con.execute("begin transaction")
+    try:
+        con.execute("drop view if exists raw_order_page_bodies")
+        con.execute("alter table raw_order_pages rename to raw_order_pages_before_migration")
+        con.execute(RAW_ORDER_PAGES_DDL)
+        con.execute("insert into raw_order_pages by name select * from raw_order_pages_before_migration")
+        con.execute("drop table raw_order_pages_before_migration")
+        con.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.TransactionException):
+            con.execute("rollback")
+        raise
 
 
 # --- Spooling ------------------------------------------------------------------------------------------
@@ -274,18 +421,62 @@ def spooled_pages(
     else:
         parent = page_store_for(database) / INCOMING
         parent.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="fetch-", dir=parent))
-    parser = None
-    if database is not None:
-        threads = parse_threads or os.cpu_count() or 1
-        (directory / PARSED).mkdir()
-        parser = BackgroundParser(directory / PARSED, threads=threads, max_chunk_bytes=max_chunk_bytes)
+        # What a fetch or landing killed earlier left here goes now, not a day later.
+        sweep_dead_spools(parent)
+    with _locked_folder(parent, "fetch-") as directory:
+        parser = None
+        if database is not None:
+            threads = parse_threads or os.cpu_count() or 1
+            (directory / PARSED).mkdir()
+            parser = BackgroundParser(directory / PARSED, threads=threads, max_chunk_bytes=max_chunk_bytes)
+        try:
+            yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes, parser=parser).extend(pages)
+        finally:
+            if parser is not None:
+                parser.close()
+
+
+@contextlib.contextmanager
+def _locked_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A fresh folder under `parent`, its lock file held for the block, removed when the block exits."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
-        yield PageSpool(directory, max_chunk_bytes=max_chunk_bytes, parser=parser).extend(pages)
+        with open(directory / SPOOL_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield directory
     finally:
-        if parser is not None:
-            parser.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def sweep_dead_spools(incoming: Path) -> list[str]:
+    """Remove the folders of `incoming` no live process holds (a fetch or landing killed mid-way left them:
+    page files and parsed Parquet chunks); returns their names.
+
+    A folder's lock file is held by its process for as long as it uses the folder, and the kernel releases
+    it when the process dies however it dies, so a lock this call can take marks a leftover. A folder without
+    a lock file (made by an older release, or created an instant ago) goes only once a day old.
+    """
+    swept: list[str] = []
+    if not incoming.is_dir():
+        return swept
+    stale_before = time.time() - STALE_SPOOL_SECONDS
+    for folder in incoming.iterdir():
+        if not folder.is_dir():
+            continue
+        try:
+            with open(folder / SPOOL_LOCK, "r+") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # in use
+                shutil.rmtree(folder, ignore_errors=True)
+                swept.append(folder.name)
+        except FileNotFoundError:
+            with contextlib.suppress(FileNotFoundError):
+                if folder.stat().st_mtime < stale_before:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    swept.append(folder.name)
+    return swept
 
 
 # --- Landing -------------------------------------------------------------------------------------------
@@ -298,12 +489,13 @@ class LandResult:
     pages: int
     orders: int
     body_bytes: int
-    replaced_pages: int
-    """Rows of earlier fetches that this landing replaced (same asset, window within the new one)."""
+    superseded_pages: int
+    """Current pages of earlier fetches this landing superseded (same asset, window within the new one)."""
 
 
 def ensure_raw_order_pages(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw tables, their sequence and the bodies view when missing."""
+    """Create the raw tables, their sequence and the bodies view when missing (migrating older ones)."""
+    _migrate_raw_order_pages(con)
     con.execute(RAW_ORDER_PAGES_DDL)
     with contextlib.suppress(ValueError):  # an in-memory database has no page store, hence no view
         ensure_bodies_view(con, page_store_root(con))
@@ -319,14 +511,19 @@ def land_pages(
     requested_min: datetime | None,
     requested_max: datetime | None,
     pages: Iterable[FetchedPage],
+    store: str,
+    supersede: bool = True,
 ) -> LandResult:
-    """Land one fetch in the raw layer, replacing what it supersedes, in one transaction.
+    """Land one fetch of `store` in the raw layer, in one transaction; nothing is ever deleted.
 
-    Replaced: the pages of the same `asset` landed under the same `partition_key`, and, for a windowed fetch,
-    every fetch of that asset whose `[window_start, window_end)` lies within the new one. So re-materializing
-    a window (or a range) gives the same rows, and a failure at any point, a crash included, leaves the
-    previous contents. A re-import by order id passes `asset='refresh'`, its run id as `partition_key` and
-    null window and requested bounds. A page that is not JSON fails the whole landing.
+    With `supersede` (a full read of the window), the current pages the fetch replaces are marked
+    superseded: those of the same `asset` landed under the same `partition_key`, and, for a windowed fetch,
+    every fetch of that asset whose `[window_start, window_end)` lies within the new one. Without it (a
+    tick reading what is new since the window's last page), the pages join the window's current ones.
+    A failure at any point, a crash included, leaves the previous contents. A re-import by order id passes
+    `asset='refresh'`, its run id as `partition_key` and null window and requested bounds. A page that is
+    not JSON fails the whole landing; a warehouse holding another store's pages refuses it
+    (`WrongStoreError`).
 
     `pages` should be a `PageSpool` filled before the connection was opened (ideally with `database=` so
     its files move into the page store by a rename); any other iterable is spooled here first, which is
@@ -337,8 +534,12 @@ def land_pages(
     spooled = contextlib.nullcontext(pages) if isinstance(pages, PageSpool) else spooled_pages(pages)
     with spooled as spool:
         replace = (
-            "asset = $asset and (partition_key = $key or (window_start >= $start and window_end <= $end))",
-            {"asset": asset, "key": partition_key, "start": window_start, "end": window_end},
+            (
+                "asset = $asset and (partition_key = $key or (window_start >= $start and window_end <= $end))",
+                {"asset": asset, "key": partition_key, "start": window_start, "end": window_end},
+            )
+            if supersede
+            else None
         )
         bounds = {
             "window_start": window_start,
@@ -346,7 +547,7 @@ def land_pages(
             "requested_min": requested_min,
             "requested_max": requested_max,
         }
-        return _land_spool(con, asset, partition_key, bounds, spool, replace)
+        return _land_spool(con, asset, partition_key, bounds, spool, replace, store)
 
 
 def land_page(
@@ -355,8 +556,9 @@ def land_page(
     *,
     asset: str,
     partition_key: str,
+    store: str,
 ) -> int:
-    """Land one page under (asset, partition_key, its page_number), replacing only that page; its page_seq.
+    """Land one page under (asset, partition_key, its page_number), superseding only that page; its page_seq.
 
     For re-importing or hand-building a single page; fetches go through `land_pages`.
     """
@@ -366,9 +568,10 @@ def land_page(
             {"asset": asset, "key": partition_key, "number": page.page_number},
         )
         bounds = dict.fromkeys(("window_start", "window_end", "requested_min", "requested_max"))
-        _land_spool(con, asset, partition_key, bounds, spool, replace)
+        _land_spool(con, asset, partition_key, bounds, spool, replace, store)
     [(page_seq,)] = con.execute(
-        "select page_seq from raw_order_pages where asset = ? and partition_key = ? and page_number = ?",
+        "select page_seq from raw_order_pages where asset = ? and partition_key = ? and page_number = ?"
+        " and superseded_at is null",
         [asset, partition_key, page.page_number],
     ).fetchall()
     return int(page_seq)
@@ -383,14 +586,14 @@ def _land_spool(
     partition_key: str,
     bounds: dict[str, datetime | None],
     spool: PageSpool,
-    replace: tuple[str, dict],
+    replace: tuple[str, dict] | None,
+    store: str,
 ) -> LandResult:
     ensure_raw_order_pages(con)
     root = page_store_root(con)
     landing = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
     relative_dir = f"{_SAFE_NAME.sub('_', asset)}/{landing}"
     landed_dir = root / relative_dir
-    condition, params = replace
     page_seqs = [
         int(row[0])
         for row in con.execute(
@@ -414,15 +617,18 @@ def _land_spool(
             )
         con.execute("begin transaction")
         try:
-            replaced = con.execute(
-                f"delete from raw_order_pages where {condition} returning page_seq, body_file", params
-            ).fetchall()
-            replaced_files = [str(body_file) for _, body_file in replaced]
-            if replaced:
-                con.execute(
-                    "delete from raw_order_objects where page_seq in (select unnest($seqs))",
-                    {"seqs": [int(seq) for seq, _ in replaced]},
-                )
+            check_store(con, store)
+            superseded = []
+            if replace is not None:
+                condition, params = replace
+                superseded = con.execute(
+                    f"""
+                    update raw_order_pages set superseded_at = now(), superseded_by = $first_seq
+                    where superseded_at is null and {condition}
+                    returning page_seq
+                    """,
+                    {**params, "first_seq": page_seqs[0] if page_seqs else None},
+                ).fetchall()
             _move_spool(spool, landed_dir)
             _insert_pages(con, asset, partition_key, bounds, spool, page_seqs, relative_dir)
             append_parsed(con, files, page_seqs)
@@ -434,9 +640,9 @@ def _land_spool(
                 con.execute("rollback")
             _restore_spool(spool, landed_dir)
             raise
-    _remove_unreferenced(con, root, replaced_files)
+    _sweep(con, root)
     return LandResult(
-        pages=spool.pages, orders=spool.orders, body_bytes=spool.bytes, replaced_pages=len(replaced_files)
+        pages=spool.pages, orders=spool.orders, body_bytes=spool.bytes, superseded_pages=len(superseded)
     )
 
 
@@ -519,32 +725,27 @@ def _scratch(root: Path) -> Iterator[Path]:
     """A folder for the parsed rows' Parquet files, in the page store's `.incoming` (swept if orphaned)."""
     incoming = root / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="parse-", dir=incoming) as folder:
-        yield Path(folder)
+    with _locked_folder(incoming, "parse-") as folder:
+        yield folder
 
 
-def _remove_unreferenced(con: duckdb.DuckDBPyConnection, root: Path, replaced_files: list[str]) -> None:
-    """Delete the files of replaced pages, then every landing folder no page refers to any more.
+def _sweep(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Remove every landing folder no page refers to, and the spools of dead processes.
 
-    Unreferenced folders are also what a crash between a landing's rename and its commit leaves behind.
-    Sweeping them here is safe: this connection holds DuckDB's write lock, so no other landing is between
-    those two steps. Spool folders are swept once a day old (a fetch may be spooling right now).
+    Unreferenced landing folders are what a crash between a landing's rename and its commit leaves behind
+    (and what pruning empties). Sweeping them here is safe: this connection holds DuckDB's write lock, so
+    no other landing is between those two steps.
     """
-    for relative in replaced_files:
-        (root / relative).unlink(missing_ok=True)
     referenced = {
         str(row[0])
         for row in con.execute(
             "select distinct regexp_extract(body_file, '^[^/]+/[^/]+') from raw_order_pages"
         ).fetchall()
     }
-    stale_before = time.time() - STALE_SPOOL_SECONDS
+    sweep_dead_spools(root / INCOMING)
     for asset_dir in root.iterdir():
-        if not asset_dir.is_dir():
+        if not asset_dir.is_dir() or asset_dir.name == INCOMING:
             continue
         for folder in asset_dir.iterdir():
-            if asset_dir.name == INCOMING:
-                if folder.stat().st_mtime < stale_before:
-                    shutil.rmtree(folder, ignore_errors=True)
-            elif f"{asset_dir.name}/{folder.name}" not in referenced:
+            if f"{asset_dir.name}/{folder.name}" not in referenced:
                 shutil.rmtree(folder, ignore_errors=True)

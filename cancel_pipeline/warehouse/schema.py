@@ -16,7 +16,7 @@ from cancel_pipeline.warehouse.typed_orders import LINE_ITEM_TYPE, REFUND_TYPE
 # Keys per derived table, as the table contract states them.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "order_versions": ("order_id", "updated_at"),
-    "order_rejects": ("asset", "partition_key", "page_number", "position"),
+    "order_rejects": ("page_seq", "position"),
     "canceled_orders": ("order_id",),
     "canceled_line_items": ("order_id", "line_item_id"),
     "orders": ("order_id",),

@@ -14,8 +14,9 @@ canceled_order_job = dg.define_asset_job(
     name="canceled_order_job",
     selection=dg.AssetSelection.assets(raw_canceled_order_pages).downstream(),
     description=(
-        "The Canceled Order job: reads fully canceled orders (status=cancelled) for one 30-minute window, or a "
-        "range of windows as one run, and updates every table downstream."
+        "The Canceled Order job: reads fully canceled orders (status=cancelled) for one UTC day (what is new "
+        "in it, on a tick; the whole day otherwise), or a range of days as one run, and updates every table "
+        "downstream."
     ),
 )
 
@@ -23,7 +24,8 @@ canceled_items_job = dg.define_asset_job(
     name="canceled_items_job",
     selection=dg.AssetSelection.assets(raw_updated_order_pages).downstream(),
     description=(
-        "The Canceled Items job: reads every order updated (status=any) in one hourly window, or a range of "
-        "windows as one run, so partial cancellations are seen, and updates every table downstream."
+        "The Canceled Items job: reads every order updated (status=any) in one UTC day (what is new in it, "
+        "on a tick; the whole day otherwise), or a range of days as one run, so partial cancellations are "
+        "seen, and updates every table downstream."
     ),
 )

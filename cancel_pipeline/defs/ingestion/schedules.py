@@ -1,5 +1,5 @@
-"""Schedules: each raw job once per window, a settle delay after the window closes, plus a daily reconciliation
-of each.
+"""Schedules: each feed's ticks (every 30 minutes for cancellations, hourly for updates), each reading what
+is new in its day, plus a daily reconciliation of each that re-reads the previous day whole.
 
 All are STOPPED when first deployed; switch them on in the UI (Automation, or the job's page).
 """
@@ -11,35 +11,29 @@ from typing import Any
 
 import dagster as dg
 
-from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
+from cancel_pipeline.defs.conventions import READ_NEW, READ_TAG, READ_WHOLE
 from cancel_pipeline.defs.ingestion.jobs import canceled_items_job, canceled_order_job
 from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS, UPDATED_ORDER_WINDOWS
 from cancel_pipeline.settings import SETTINGS, PipelineSettings
 
 
-def window_length(partitions_def: dg.TimeWindowPartitionsDefinition) -> timedelta:
-    """The length of every window of `partitions_def` (they tile the hour evenly)."""
-    first = partitions_def.time_window_for_partition_key(partitions_def.start.strftime(partitions_def.fmt))
-    return first.end - first.start
-
-
-def last_closed_window_key(partitions_def: dg.TimeWindowPartitionsDefinition, moment: datetime) -> str | None:
-    """Key of the latest window whose end is at or before `moment`; None before the first window closes."""
-    # The window holding `moment - length` is the last to end at or before `moment`.
-    probe = moment - window_length(partitions_def)
+def day_key_before(partitions_def: dg.TimeWindowPartitionsDefinition, moment: datetime) -> str | None:
+    """Key of the day holding the instant just before `moment` (so at midnight, the day that just closed);
+    None before the first day."""
+    probe = moment - timedelta(microseconds=1)
     if probe < partitions_def.start:
         return None
     return partitions_def.get_partition_key_for_timestamp(probe.timestamp())
 
 
-def window_cron(minutes: int, settle_delay: timedelta) -> str:
-    """Cron of ticks `settle_delay` after each boundary of `minutes`-long windows (e.g. `5,35 * * * *`)."""
+def tick_cron(minutes: int, settle_delay: timedelta) -> str:
+    """Cron of ticks every `minutes` (a divisor of 60), `settle_delay` after the boundaries (e.g. `5,35 * * * *`)."""
     settle = int(settle_delay.total_seconds() // 60)
     ticks = sorted({(start + settle) % 60 for start in range(0, 60, minutes)})
     return f"{','.join(str(t) for t in ticks)} * * * *"
 
 
-def build_window_schedule(
+def build_tick_schedule(
     *,
     name: str,
     job: Any,  # what `define_asset_job` returns: Dagster exports no public name for its type
@@ -48,41 +42,33 @@ def build_window_schedule(
     settings: PipelineSettings,
     what: str,
 ) -> dg.ScheduleDefinition:
-    """A schedule running `job` for each window once it has closed and settled."""
+    """A schedule running `job` every `minutes` for the day in progress, reading only what is new in it."""
     settle_minutes = int(settings.settle_delay.total_seconds() // 60)
+    overlap_minutes = int(settings.overlap.total_seconds() // 60)
 
     @dg.schedule(
         name=name,
         job=job,
-        cron_schedule=window_cron(minutes, settings.settle_delay),
+        cron_schedule=tick_cron(minutes, settings.settle_delay),
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=(
-            f"Every {minutes} minutes, {settle_minutes} minutes after a window closes: reads {what} updated "
-            f"in that window (from {int(settings.overlap.total_seconds() // 60)} minutes before its start) and "
-            f"updates every table downstream. A tick at 02:05 runs the window that closed at 02:00."
+            f"Every {minutes} minutes ({settle_minutes} minutes past the boundary): reads {what} updated "
+            f"since the last landed page of the day's partition (less {overlap_minutes} minutes of overlap) "
+            "and updates every table downstream. The tick at 00:05 UTC finishes the day that just closed."
         ),
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        """One tick: the day holding the last boundary, read from where its pages stop."""
         settled = context.scheduled_execution_time - settings.settle_delay
-        key = last_closed_window_key(partitions_def, settled)
+        key = day_key_before(partitions_def, settled)
         if key is None:
-            return dg.SkipReason(f"No window has closed before {settled.isoformat()} yet")
-        return dg.RunRequest(run_key=key, partition_key=key)
+            return dg.SkipReason(f"The first day starts after {settled.isoformat()}")
+        return dg.RunRequest(
+            run_key=f"{key}@{settled.isoformat()}", partition_key=key, tags={READ_TAG: READ_NEW}
+        )
 
     return _schedule
-
-
-def previous_day_range(
-    partitions_def: dg.TimeWindowPartitionsDefinition, moment: datetime
-) -> tuple[str, str] | None:
-    """First and last window keys of the UTC day before `moment` (from the first window on); None if none."""
-    day_end = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    day_start = max(day_end - timedelta(days=1), partitions_def.start)
-    last = last_closed_window_key(partitions_def, day_end)
-    if last is None or day_start >= day_end:
-        return None
-    return partitions_def.get_partition_key_for_timestamp(day_start.timestamp()), last
 
 
 def build_reconciliation_schedule(
@@ -93,7 +79,7 @@ def build_reconciliation_schedule(
     settings: PipelineSettings,
     what: str,
 ) -> dg.ScheduleDefinition:
-    """Daily: the previous UTC day's windows of `job`'s raw asset as one range run."""
+    """Daily: the previous UTC day of `job`'s raw asset, re-read whole."""
 
     @dg.schedule(
         name=name,
@@ -103,21 +89,22 @@ def build_reconciliation_schedule(
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=(
             f"Daily reconciliation at {settings.reconciliation_hour:02d}:{settings.reconciliation_minute:02d} "
-            f"UTC: re-reads {what} over every window of the previous UTC day, as one range run, and updates "
-            "every table downstream, to pick up what the per-window runs missed."
+            f"UTC: re-reads {what} over the whole previous UTC day, superseding the ticks' pages of that day "
+            "(they are kept), and updates every table downstream, to pick up what the ticks missed."
         ),
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        bounds = previous_day_range(partitions_def, context.scheduled_execution_time)
-        if bounds is None:
-            return dg.SkipReason("The previous day has no window (it is before the first window)")
-        first, last = bounds
-        return dg.RunRequest(run_key=f"{first}...{last}", tags={RANGE_START_TAG: first, RANGE_END_TAG: last})
+        """The previous day's partition, re-read whole."""
+        midnight = context.scheduled_execution_time.replace(hour=0, minute=0, second=0, microsecond=0)
+        key = day_key_before(partitions_def, midnight)
+        if key is None:
+            return dg.SkipReason("The previous day is before the first day")
+        return dg.RunRequest(run_key=f"reconcile-{key}", partition_key=key, tags={READ_TAG: READ_WHOLE})
 
     return _schedule
 
 
-canceled_order_schedule = build_window_schedule(
+canceled_order_schedule = build_tick_schedule(
     name="canceled_order_schedule",
     job=canceled_order_job,
     partitions_def=CANCELED_ORDER_WINDOWS,
@@ -126,7 +113,7 @@ canceled_order_schedule = build_window_schedule(
     what="fully canceled orders",
 )
 
-canceled_items_schedule = build_window_schedule(
+canceled_items_schedule = build_tick_schedule(
     name="canceled_items_schedule",
     job=canceled_items_job,
     partitions_def=UPDATED_ORDER_WINDOWS,

@@ -1,9 +1,11 @@
 """The cancellation sensor: the fast path from a cancellation in Shopify to the warehouse.
 
 Each tick sends one cheap request, `orders/count.json?status=cancelled&updated_at_min=<cursor>`. When it
-counts anything, the tick requests a run of the in-progress cancellation window (and of the previous window
-when the cursor reaches back into it; older windows are the schedules' and the reconciliation's job) and
-moves the cursor to the tick's time. Everything detected in one tick coalesces into one run per window.
+counts anything, the tick requests a run of the in-progress day of the cancellation feed (and of the
+previous day when the cursor reaches back into it, just after midnight; older days are the schedules' and
+the reconciliation's job) and moves the cursor to the tick's time. Each run reads only what is new in its
+day since the day's last landed page (run tag `cancel_pipeline/read=new`). Everything detected in one tick
+coalesces into one run per day.
 
 The cursor is an ISO 8601 UTC instant: the newest time the requested runs are known to cover. It moves only
 together with emitted run requests, so a tick that finds nothing, or fails, leaves it where it was.
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from cancel_pipeline.defs.conventions import READ_NEW, READ_TAG
 from cancel_pipeline.defs.ingestion.jobs import canceled_order_job
 from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS
 from cancel_pipeline.settings import SETTINGS
@@ -40,8 +43,8 @@ def evaluate_cancellation_tick(
     current_key = partitions_def.get_partition_key_for_timestamp(now.timestamp())
     current = partitions_def.time_window_for_partition_key(current_key)
     previous_start = max(current.start - (current.end - current.start), partitions_def.start)
-    # No cursor yet: watch from the start of the current window. A cursor older than the previous window is
-    # clamped: the windows before it are the schedules' business, not the fast path's.
+    # No cursor yet: watch from the start of the current day. A cursor older than the previous day is
+    # clamped: the days before it are the schedules' business, not the fast path's.
     since = max(_parse_cursor(cursor), previous_start) if cursor else current.start
 
     try:
@@ -63,7 +66,11 @@ def evaluate_cancellation_tick(
     new_cursor = now.astimezone(UTC).isoformat()
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(partition_key=key, run_key=f"{key}@{new_cursor}", tags={DETECTED_TAG: str(count)})
+            dg.RunRequest(
+                partition_key=key,
+                run_key=f"{key}@{new_cursor}",
+                tags={DETECTED_TAG: str(count), READ_TAG: READ_NEW},
+            )
             for key in keys
         ],
         cursor=new_cursor,
@@ -80,9 +87,10 @@ def _parse_cursor(cursor: str) -> datetime:
 
 SENSOR_DESCRIPTION = (
     "Fast path for cancellations: once a tick, asks Shopify how many cancelled orders were updated since "
-    "the cursor (one orders/count.json request); when there are any, runs the in-progress 30-minute window "
-    "of the Canceled Order job (and the previous window if the cursor reaches into it) right away instead "
-    "of waiting for the schedule. A failing request fails the tick and leaves the cursor unchanged."
+    "the cursor (one orders/count.json request); when there are any, runs the Canceled Order job for the "
+    "day in progress (and the previous day if the cursor reaches into it), reading only what is new since "
+    "the day's last landed page, right away instead of waiting for the schedule. A failing request fails "
+    "the tick and leaves the cursor unchanged."
 )
 
 

@@ -72,6 +72,7 @@ def raw_refreshed_order_pages(
                 requested_min=None,
                 requested_max=None,
                 pages=spool,
+                store=shopify.store_identity,
             )
         stats = client.stats
     missing = len(order_ids) - landed.orders
