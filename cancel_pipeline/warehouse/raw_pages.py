@@ -200,7 +200,7 @@ def landed_coverage(
     keys = list(windows)
     rows = con.execute(
         """
-        select w.key, max(least(p.requested_max, w.window_end))
+        select w.key, max(least(p.requested_max, w.window_end)) filter (where p.requested_max is not null)
         from (
             select unnest($keys) as key, unnest($starts::timestamptz[]) as window_start,
                    unnest($ends::timestamptz[]) as window_end
