@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -13,15 +17,18 @@ import pytest
 from cancel_pipeline.warehouse.connection import warehouse_connection
 from cancel_pipeline.warehouse.raw_pages import (
     INCOMING,
+    PARSED,
     STALE_SPOOL_SECONDS,
     page_bodies,
     page_store_for,
+    prune_superseded,
     spooled_pages,
+    sweep_dead_spools,
 )
 from cancel_pipeline_tests.order_builders import line_item, order, utc
 from cancel_pipeline_tests.test_raw_assets import land_window, make_page
 
-WINDOW = ("2026-03-02-01:30", "2026-03-02T01:30", "2026-03-02T02:00")
+WINDOW = ("2026-03-02", "2026-03-02", "2026-03-03")
 
 
 def store_files(database: Path) -> set[str]:
@@ -63,21 +70,42 @@ def test_bodies_land_as_files_named_by_their_rows(tmp_path: Path) -> None:
     assert objects == [(first, 1, 1), (second, 1, 2), (second, 2, 3)]
 
 
-def test_replacing_a_window_removes_the_files_of_the_pages_it_replaces(tmp_path: Path) -> None:
+def test_re_reading_a_window_keeps_the_files_of_the_pages_it_supersedes(tmp_path: Path) -> None:
     database = tmp_path / "w.duckdb"
     with warehouse_connection(database) as con:
         land_window(con, *WINDOW, [make_page(1, [1]), make_page(2, [2])])
         first_files = store_files(database)
         land_window(con, *WINDOW, [make_page(1, [1])])
-        [(body_file,)] = con.execute("select body_file from raw_order_pages").fetchall()
-        assert con.execute("select count(*) from raw_order_objects").fetchone()[0] == 1
-    assert len(first_files) == 2
-    assert store_files(database) == {body_file}
-    assert not first_files & store_files(database)
-    # The replaced landing's folder went with its files.
-    assert [p.name for p in (page_store_for(database) / "raw_canceled_order_pages").iterdir()] == [
-        body_file.split("/")[1]
-    ]
+        [(body_file,)] = con.execute(
+            "select body_file from raw_order_pages where superseded_at is null"
+        ).fetchall()
+        assert con.execute("select count(*) from raw_order_objects").fetchone()[0] == 3
+        bodies = page_bodies(
+            con, [seq for (seq,) in con.execute("select page_seq from raw_order_pages").fetchall()]
+        )
+    assert len(first_files) == 2 and len(bodies) == 3
+    assert store_files(database) == first_files | {body_file}
+
+
+def test_retention_prunes_superseded_pages_older_than_its_limit_and_nothing_else(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    with warehouse_connection(database) as con:
+        land_window(con, *WINDOW, [make_page(1, [1]), make_page(2, [2])])
+        land_window(con, *WINDOW, [make_page(1, [1])])
+        land_window(con, "2026-03-03", "2026-03-03", "2026-03-04", [make_page(1, [3])])
+        con.execute(
+            "update raw_order_pages set superseded_at = now() - interval 10 days where superseded_at is not null"
+        )
+        current = con.execute(
+            "select page_seq, body_file from raw_order_pages where superseded_at is null order by 1"
+        ).fetchall()
+        assert prune_superseded(con, superseded_before=utc(2026, 1, 1)) == 0
+        assert prune_superseded(con, superseded_before=datetime.now(UTC) - timedelta(days=7)) == 2
+        assert con.execute("select page_seq, body_file from raw_order_pages order by 1").fetchall() == current
+        assert con.execute("select distinct page_seq from raw_order_objects order by 1").fetchall() == [
+            (seq,) for seq, _ in current
+        ]
+    assert store_files(database) == {body_file for _, body_file in current}
 
 
 def test_a_failed_landing_leaves_rows_files_and_spool_as_they_were(tmp_path: Path) -> None:
@@ -109,18 +137,52 @@ def test_a_crash_leftover_is_swept_by_the_next_landing(tmp_path: Path) -> None:
     orphan = store / "raw_canceled_order_pages" / "20260302T020000-deadbeef0000"
     orphan.mkdir()
     (orphan / "page-000001.json").write_bytes(b'{"orders": []}')
-    # A fetch killed mid-spool two days ago, and one spooling right now.
+    # A spool of an older release (no lock file) killed two days ago, and one made an instant ago.
     stale = store / INCOMING / "fetch-stale"
     stale.mkdir(parents=True)
     old = time.time() - STALE_SPOOL_SECONDS - 3600
     os.utime(stale, (old, old))
-    running = store / INCOMING / "fetch-running"
-    running.mkdir()
+    unlocked_new = store / INCOMING / "fetch-new"
+    unlocked_new.mkdir()
     with warehouse_connection(database) as con:
-        land_window(con, "2026-03-02-02:00", "2026-03-02T02:00", "2026-03-02T02:30", [make_page(1, [2])])
+        land_window(con, "2026-03-03", "2026-03-03", "2026-03-04", [make_page(1, [2])])
     assert not orphan.exists() and not stale.exists()
-    assert running.exists()
+    assert unlocked_new.exists()
     assert len(store_files(database)) == 2
+
+
+SPOOL_AND_DIE = """
+import os, signal, sys
+from datetime import UTC, datetime
+from cancel_pipeline.shopify.pages import OrderPage
+from cancel_pipeline.warehouse.raw_pages import spooled_pages
+
+def pages():
+    for number in range(1, 4):
+        yield OrderPage(number, "/orders.json", "2026-07", datetime.now(UTC), b'{"orders": [{"id": 1}]}', 1)
+    # Killed mid-fetch: no finally block, no exit handler runs.
+    os.kill(os.getpid(), signal.SIGKILL)
+
+with spooled_pages(pages(), database=sys.argv[1]) as spool:
+    pass
+"""
+
+
+def test_a_spool_left_by_a_killed_fetch_is_swept_by_the_next_fetch_at_once(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    killed = subprocess.run([sys.executable, "-c", SPOOL_AND_DIE, str(database)], check=False, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    incoming = page_store_for(database) / INCOMING
+    [left] = list(incoming.iterdir())
+    assert len(list(left.glob("page-*.json"))) == 3 and (left / PARSED).is_dir()
+    # The next fetch, a moment later (not a day), sweeps it; its own spool lives while it runs.
+    with spooled_pages([make_page(1, [1])], database=database) as spool:
+        assert not left.exists()
+        assert [path.name for path in incoming.iterdir()] == [spool.directory.name]
+        # A live spool is never swept, not even by a sweep from the same process.
+        assert sweep_dead_spools(incoming) == []
+        assert spool.directory.exists()
+    assert list(incoming.iterdir()) == []
 
 
 def test_rejects_keep_their_object_verbatim_and_good_objects_are_typed(tmp_path: Path) -> None:
