@@ -132,11 +132,12 @@ def land_page(
     orders: list[Any],
     *,
     asset: str = "raw_updated_order_pages",
-    partition_key: str = "2025-03-03-10:00",
+    partition_key: str = "2025-03-03",
     page_number: int = 1,
     fetched_at: datetime | None = None,
 ) -> int:
-    """Land one page as raw, replacing any page with the same key (as a re-fetched window does).
+    """Land one page of the demo store as raw, superseding any current page with the same key (as a re-read
+    window does).
 
     Returns the page's `page_seq`.
     """
@@ -148,7 +149,7 @@ def land_page(
         body=json.dumps({"orders": orders}).encode(),
         order_count=len(orders),
     )
-    return land_raw_page(con, page, asset=asset, partition_key=partition_key)
+    return land_raw_page(con, page, asset=asset, partition_key=partition_key, store="demo")
 
 
 def open_test_warehouse(path: str) -> duckdb.DuckDBPyConnection:
