@@ -9,9 +9,10 @@ import pytest
 from cancel_pipeline.defs.ingestion.partitions import (
     CANCELED_ORDER_WINDOWS,
     UPDATED_ORDER_WINDOWS,
+    day_partitions,
+    incremental_bounds,
     range_partition_key,
     requested_bounds,
-    window_partitions,
 )
 from cancel_pipeline.defs.resources import build_resources
 from cancel_pipeline.settings import DEFAULT_DUCKDB_PATH, PipelineSettings, SettingsError
@@ -28,7 +29,8 @@ def test_defaults() -> None:
     assert (settings.canceled_window_minutes, settings.updated_window_minutes) == (30, 60)
     assert (settings.reconciliation_hour, settings.reconciliation_minute) == (2, 15)
     assert settings.sensor_interval_seconds == 60
-    assert settings.duckdb_path == DEFAULT_DUCKDB_PATH == "data/cancel_pipeline.duckdb"
+    assert settings.duckdb_path == DEFAULT_DUCKDB_PATH == "data/demo.duckdb"
+    assert settings.superseded_retention_days is None
     assert settings.first_window_start.tzinfo is not None
 
 
@@ -97,28 +99,41 @@ def test_invalid_settings_name_the_variable(name: str, value: str, message: str)
     assert name in str(error.value)
 
 
-def test_windows_are_utc_half_hours_and_hours() -> None:
-    window = CANCELED_ORDER_WINDOWS.time_window_for_partition_key("2026-03-02-01:30")
-    assert (window.start, window.end) == (utc("2026-03-02T01:30"), utc("2026-03-02T02:00"))
-    hour = UPDATED_ORDER_WINDOWS.time_window_for_partition_key("2026-03-02-01:00")
-    assert (hour.start, hour.end) == (utc("2026-03-02T01:00"), utc("2026-03-02T02:00"))
+def test_both_feeds_are_partitioned_by_utc_day() -> None:
+    for partitions in (CANCELED_ORDER_WINDOWS, UPDATED_ORDER_WINDOWS):
+        window = partitions.time_window_for_partition_key("2026-03-02")
+        assert (window.start, window.end) == (utc("2026-03-02T00:00"), utc("2026-03-03T00:00"))
+    # A year is 365 partitions a feed, not 17,520 half hours.
+    year = CANCELED_ORDER_WINDOWS.get_partition_keys(current_time=utc("2027-01-01T00:00"))
+    assert len([key for key in year if key.startswith("2026-")]) == 365
 
 
-def test_first_window_comes_from_the_settings() -> None:
-    settings = PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-02T00:00:00Z"})
-    windows = window_partitions(30, settings)
-    keys = windows.get_partition_keys(current_time=utc("2026-03-02T01:10"))
-    assert keys[0] == "2026-03-02-00:00"
+def test_first_day_comes_from_the_settings() -> None:
+    settings = PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-02T05:00:00Z"})
+    keys = day_partitions(settings).get_partition_keys(current_time=utc("2026-03-03T01:10"))
+    assert keys == ["2026-03-02", "2026-03-03"]
 
 
-def test_the_window_in_progress_is_a_partition() -> None:
-    windows = window_partitions(30, PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-02"}))
-    # At 01:10 the 01:00 window is still open, and exists so the sensor can materialize it.
-    assert windows.get_partition_keys(current_time=utc("2026-03-02T01:10")) == [
-        "2026-03-02-00:00",
-        "2026-03-02-00:30",
-        "2026-03-02-01:00",
-    ]
+def test_the_day_in_progress_is_a_partition() -> None:
+    days = day_partitions(PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-02"}))
+    # At 01:10 the day is still open, and exists so the ticks and the sensor can materialize it.
+    assert days.get_partition_keys(current_time=utc("2026-03-02T01:10")) == ["2026-03-02"]
+
+
+def test_a_tick_reads_from_where_the_days_pages_stop_less_the_overlap() -> None:
+    start, end, overlap = utc("2026-03-02"), utc("2026-03-03"), timedelta(minutes=10)
+    now = utc("2026-03-02T10:35")
+    assert incremental_bounds(start, end, None, now=now, overlap=overlap) == (utc("2026-03-01T23:50"), now)
+    assert incremental_bounds(start, end, utc("2026-03-02T10:05"), now=now, overlap=overlap) == (
+        utc("2026-03-02T09:55"),
+        now,
+    )
+    # The tick just after midnight finishes the closed day, up to its end.
+    late = utc("2026-03-03T00:05")
+    assert incremental_bounds(start, end, utc("2026-03-02T23:35"), now=late, overlap=overlap) == (
+        utc("2026-03-02T23:25"),
+        end,
+    )
 
 
 def test_requested_bounds_reach_back_by_the_overlap() -> None:
@@ -139,7 +154,5 @@ def test_requested_bounds_of_the_window_in_progress_stop_at_now() -> None:
 
 
 def test_range_partition_key() -> None:
-    assert range_partition_key(["2026-03-02-01:30"]) == "2026-03-02-01:30"
-    assert range_partition_key(["2026-03-02-00:00", "2026-03-02-00:30", "2026-03-02-01:00"]) == (
-        "2026-03-02-00:00...2026-03-02-01:00"
-    )
+    assert range_partition_key(["2026-03-02"]) == "2026-03-02"
+    assert range_partition_key(["2026-03-01", "2026-03-02", "2026-03-03"]) == "2026-03-01...2026-03-03"

@@ -11,16 +11,17 @@ import pytest
 from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
 from cancel_pipeline.definitions import defs
-from cancel_pipeline.defs.ingestion.partitions import window_partitions
+from cancel_pipeline.defs.conventions import READ_NEW, READ_TAG
+from cancel_pipeline.defs.ingestion.partitions import day_partitions
 from cancel_pipeline.defs.ingestion.sensors import CancellationSensorError, evaluate_cancellation_tick
 from cancel_pipeline.settings import PipelineSettings
 from cancel_pipeline.shopify.client import ShopifyClient
 from cancel_pipeline.shopify.resource import ShopifyResource
 
-NOW = "2026-03-02T10:12:00+00:00"
-"""Every tick happens here: the 10:00 window is in progress, 09:30 is the previous one."""
+NOW = "2026-03-02T00:12:00+00:00"
+"""Every tick happens here: the day 2026-03-02 is in progress, 2026-03-01 is the previous one."""
 
-WINDOWS = window_partitions(30, PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-03-01"}))
+WINDOWS = day_partitions(PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-02-01"}))
 
 
 def utc(text: str) -> datetime:
@@ -34,47 +35,42 @@ class Case:
     canceled_at: tuple[str, ...]
     """Times (UTC) at which an order is created and canceled in an otherwise empty store."""
     windows: tuple[str, ...]
-    """Windows requested; empty for a skipped tick."""
+    """Days requested; empty for a skipped tick."""
 
 
 CASES = [
     Case("first tick, nothing new", None, (), ()),
+    Case("first tick, a cancellation in the current day", None, ("2026-03-02T00:05:00",), ("2026-03-02",)),
+    Case("first tick ignores the previous day", None, ("2026-03-01T23:50:00",), ()),
+    Case("nothing new since the cursor", "2026-03-02T00:08:00+00:00", ("2026-03-02T00:05:00",), ()),
     Case(
-        "first tick, a cancellation in the current window",
-        None,
-        ("2026-03-02T10:05:00",),
-        ("2026-03-02-10:00",),
-    ),
-    Case("first tick ignores the previous window", None, ("2026-03-02T09:50:00",), ()),
-    Case("nothing new since the cursor", "2026-03-02T10:08:00+00:00", ("2026-03-02T10:05:00",), ()),
-    Case(
-        "new since a cursor in the current window",
-        "2026-03-02T10:03:00+00:00",
-        ("2026-03-02T10:05:00",),
-        ("2026-03-02-10:00",),
+        "new since a cursor in the current day",
+        "2026-03-02T00:03:00+00:00",
+        ("2026-03-02T00:05:00",),
+        ("2026-03-02",),
     ),
     Case(
-        "cursor reaching into the previous window",
-        "2026-03-02T09:40:00+00:00",
-        ("2026-03-02T09:50:00",),
-        ("2026-03-02-09:30", "2026-03-02-10:00"),
+        "cursor reaching into the previous day",
+        "2026-03-01T23:40:00+00:00",
+        ("2026-03-01T23:50:00",),
+        ("2026-03-01", "2026-03-02"),
     ),
     Case(
-        "several cancellations coalesce into one run per window",
-        "2026-03-02T10:01:00+00:00",
-        ("2026-03-02T10:02:00", "2026-03-02T10:04:00", "2026-03-02T10:11:00"),
-        ("2026-03-02-10:00",),
+        "several cancellations coalesce into one run per day",
+        "2026-03-02T00:01:00+00:00",
+        ("2026-03-02T00:02:00", "2026-03-02T00:04:00", "2026-03-02T00:11:00"),
+        ("2026-03-02",),
     ),
     Case(
-        "restart from an old stored cursor: only the last two windows",
-        "2026-03-01T04:00:00+00:00",
-        ("2026-03-02T10:05:00",),
-        ("2026-03-02-09:30", "2026-03-02-10:00"),
+        "restart from an old stored cursor: only the last two days",
+        "2026-02-20T04:00:00+00:00",
+        ("2026-03-02T00:05:00",),
+        ("2026-03-01", "2026-03-02"),
     ),
     Case(
         "restart from an old stored cursor, nothing recent",
-        "2026-03-01T04:00:00+00:00",
-        ("2026-03-01T12:00:00",),
+        "2026-02-20T04:00:00+00:00",
+        ("2026-02-27T12:00:00",),
         (),
     ),
 ]
@@ -125,13 +121,15 @@ def test_cursor_logic(case: Case, empty_store: DemoStore, clock: FrozenClock, ba
         run_keys = [request.run_key for request in result.run_requests]
         assert len(set(run_keys)) == len(run_keys)
         assert all(key.endswith("@" + utc(NOW).isoformat()) for key in run_keys)
+        # Each run reads only what is new in its day since the day's last landed page.
+        assert all(request.tags[READ_TAG] == READ_NEW for request in result.run_requests)
     else:
         assert result.cursor is None  # unchanged
         assert "No cancelled orders updated since" in str(result.skip_reason)
 
 
 @pytest.mark.timeout(30)
-def test_a_second_detection_in_the_same_window_gets_its_own_run(
+def test_a_second_detection_in_the_same_day_gets_its_own_run(
     empty_store: DemoStore, clock: FrozenClock, base_url: str
 ) -> None:
     with ShopifyClient(base_url, access_token="demo-token", bucket_size=400, leak_rate=20.0) as client:
@@ -151,7 +149,7 @@ def test_a_second_detection_in_the_same_window_gets_its_own_run(
             client, cursor=first.cursor, now=utc("2026-03-02T10:07:00Z"), partitions_def=WINDOWS
         )
     [first_request], [second_request] = first.run_requests, second.run_requests
-    assert first_request.partition_key == second_request.partition_key == "2026-03-02-10:00"
+    assert first_request.partition_key == second_request.partition_key == "2026-03-02"
     assert first_request.run_key != second_request.run_key
     assert again.run_requests[0].run_key == second_request.run_key
     assert second.cursor == "2026-03-02T10:07:00+00:00"
