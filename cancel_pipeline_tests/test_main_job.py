@@ -16,8 +16,8 @@ from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cancel_pipeline.catch_up import ALWAYS_REREAD, contiguous_ranges, plan_feed
-from cancel_pipeline.defs.ingestion.partitions import window_partitions
+from cancel_pipeline.catch_up import contiguous_ranges, plan_feed
+from cancel_pipeline.defs.ingestion.partitions import day_partitions
 from cancel_pipeline.settings import PipelineSettings
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -34,20 +34,27 @@ def test_contiguous_ranges_cover_exactly_the_keys(keys: set[str]) -> None:
         assert KEYS.index(first) > KEYS.index(last) + 1
 
 
-def test_plan_skips_materialized_windows_but_rereads_the_newest() -> None:
-    windows = window_partitions(30, PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-01-01"}))
-    now = datetime(2026, 3, 2, 12, 10, tzinfo=UTC)
-    first = plan_feed("job", "asset", windows, [], now=now, lookback=timedelta(hours=3))
-    assert first.ranges == [("2026-03-02-09:00", "2026-03-02-12:00")] and first.windows == 7
-    done = windows.get_partition_keys(current_time=now)
-    again = plan_feed("job", "asset", windows, done, now=now, lookback=timedelta(hours=3))
-    assert again.ranges == [("2026-03-02-11:30", "2026-03-02-12:00")] and again.windows == ALWAYS_REREAD
-    holes = [key for key in done if key not in {"2026-03-02-09:30", "2026-03-02-10:00"}]
-    patched = plan_feed("job", "asset", windows, holes, now=now, lookback=timedelta(hours=3))
-    assert patched.ranges == [
-        ("2026-03-02-09:30", "2026-03-02-10:00"),
-        ("2026-03-02-11:30", "2026-03-02-12:00"),
-    ]
+def test_plan_reads_missing_days_whole_and_tops_up_the_days_landed_in_part() -> None:
+    days = day_partitions(PipelineSettings.from_env({"CANCEL_PIPELINE_FIRST_WINDOW": "2026-01-01"}))
+    now = datetime(2026, 3, 5, 12, 10, tzinfo=UTC)
+    first = plan_feed("job", "asset", days, {}, now=now, lookback=timedelta(days=3))
+    assert (first.ranges, first.top_ups, first.windows, first.runs) == (
+        [("2026-03-02", "2026-03-05")],
+        [],
+        4,
+        1,
+    )
+    # After that run every day is landed, today up to the run's "now": only today is topped up.
+    landed = {
+        key: min(days.time_window_for_partition_key(key).end, now) for key in days.get_partition_keys(now)
+    }
+    later = now + timedelta(minutes=30)
+    again = plan_feed("job", "asset", days, landed, now=later, lookback=timedelta(days=3))
+    assert (again.ranges, again.top_ups, again.windows) == ([], ["2026-03-05"], 1)
+    # A hole is read whole; a day a tick left unfinished (its pages stop at 18:00) is topped up.
+    holes = {**landed, "2026-03-03": None, "2026-03-04": datetime(2026, 3, 4, 18, tzinfo=UTC)}
+    patched = plan_feed("job", "asset", days, holes, now=later, lookback=timedelta(days=3))
+    assert (patched.ranges, patched.top_ups) == ([("2026-03-03", "2026-03-03")], ["2026-03-04", "2026-03-05"])
 
 
 def _run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -96,14 +103,12 @@ def test_run_catches_up_through_dagster_and_is_idempotent(tmp_path: Path) -> Non
 
     first_rows, second_rows = _warehouse_rows(first.stdout), _warehouse_rows(second.stdout)
     assert first_rows["orders"] > 0 and first_rows["canceled orders"] > 0
-    # Raw pages keep every fetch, so only they grow when the newest windows are re-read.
+    # Raw pages keep every fetch, so only they grow when today is topped up.
     assert second_rows.pop("raw pages kept") > first_rows.pop("raw pages kept")
     assert first_rows == second_rows
-    assert _windows(first.stdout) == {"canceled_order_job": 49, "canceled_items_job": 25}
-    assert _windows(second.stdout) == {
-        "canceled_order_job": ALWAYS_REREAD,
-        "canceled_items_job": ALWAYS_REREAD,
-    }
+    # Yesterday and today, read whole in one run per feed; then today topped up from where it stops.
+    assert _windows(first.stdout) == {"canceled_order_job": 2, "canceled_items_job": 2}
+    assert _windows(second.stdout) == {"canceled_order_job": 1, "canceled_items_job": 1}
     assert str(database) in first.stdout and "cancel reason" in first.stdout
     # Runs are recorded in the instance, where the UI reads them.
     assert any((home / "history").rglob("*.db")) or any(home.rglob("runs.db"))
