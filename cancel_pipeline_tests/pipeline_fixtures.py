@@ -132,8 +132,8 @@ def demo_store(clock: FrozenClock, **settings: Any) -> DemoStore:
 
 CASES_NOW = "2026-03-03T03:00:00Z"
 """When the case warehouse is backfilled: three hours after its last window closed."""
-CANCELED_RANGE = ("2026-03-01-00:00", "2026-03-02-23:30")
-UPDATED_RANGE = ("2026-03-01-00:00", "2026-03-02-23:00")
+CANCELED_RANGE = ("2026-03-01", "2026-03-02")
+UPDATED_RANGE = ("2026-03-01", "2026-03-02")
 RANGE_START = datetime.fromisoformat("2026-03-01T00:00:00+00:00")
 RANGE_END = datetime.fromisoformat("2026-03-03T00:00:00+00:00")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from cancel_pipeline.warehouse.connection import warehouse_connection
 from cancel_pipeline.warehouse.schema import ensure_schema
 from cancel_pipeline_tests.pipeline_fixtures import CASES_NOW, OVERLAP, Pipeline, demo_store, served_pipeline
 
-WINDOWS = ("2026-03-02-12:00", "2026-03-02-23:30")
+WINDOWS = ("2026-03-02", "2026-03-02")
 OMS_TOKEN = "oms-secret-token"
 HUB_TOKEN = "hub-secret-token"
 NOTICES_RUN = [
@@ -99,9 +99,9 @@ def _check(result: dg.ExecuteInProcessResult) -> Any:
 
 
 def _vip_orders(pipeline: Pipeline, canceled: set[int]) -> set[int]:
-    start = datetime.fromisoformat("2026-03-02T12:00:00+00:00") - OVERLAP
+    start = datetime.fromisoformat("2026-03-02T00:00:00+00:00") - OVERLAP
     orders = pipeline.store.orders(
-        status="any", updated_at_min=start, updated_at_max=start + timedelta(hours=13)
+        status="any", updated_at_min=start, updated_at_max=datetime.fromisoformat("2026-03-03T00:00:00+00:00")
     )
     return {
         order["id"]

@@ -174,9 +174,10 @@ def test_stuck_check_flags_orders_past_their_source_threshold_and_refresh_clears
 def test_stuck_check_lists_the_seeded_orders_the_contract_calls_stuck(tmp_path: Path) -> None:
     clock = FrozenClock(store_now())
     store = demo_store(clock)
-    end = clock().replace(minute=0, second=0)
-    start = end - timedelta(hours=72)
-    keys = (start.strftime(PARTITION_KEY_FORMAT), (end - timedelta(hours=1)).strftime(PARTITION_KEY_FORMAT))
+    # Three days up to the store's now, as whole days: the store holds nothing after its now.
+    end = clock()
+    start = (end - timedelta(hours=72)).replace(hour=0, minute=0, second=0)
+    keys = (start.strftime(PARTITION_KEY_FORMAT), end.strftime(PARTITION_KEY_FORMAT))
     with served_pipeline(store, clock, tmp_path / "warehouse.duckdb") as pipeline:
         result = pipeline.materialize(
             [raw_updated_order_pages, cancellation_tables, orders_stuck_in_created], partition_range=keys
