@@ -13,10 +13,10 @@ STORE_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 """The demo store's frozen clock: everything it serves happened before this instant."""
 
 FIRST_WINDOW = STORE_NOW - timedelta(days=1)
-"""The pipeline's first window for the test server (keeps the partition lists in the UI short)."""
+"""The pipeline's first day (2026-11-19) for the test server (keeps the partition lists in the UI short)."""
 
-BACKFILL_WINDOW = dg.TimeWindow(STORE_NOW - timedelta(hours=6), STORE_NOW)
-"""The span of `updated_at` the backfill covers: twelve 30-minute windows."""
+BACKFILL_WINDOW = dg.TimeWindow(datetime(2026, 11, 19, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC))
+"""The span of `updated_at` the backfill covers: one day (UTC), the day before the store's now."""
 
 BACKFILL_ROOT = "raw_canceled_order_pages"
 """The backfill selects this asset and everything downstream of it."""

@@ -102,7 +102,7 @@ def test_asset_page_shows_partitions_and_latest_materialization(
     counts = page.get_by_text(re.compile(r"^Materialized \((\d+)\)$")).first
     counts.wait_for()
     materialized = int(re.search(r"\d+", counts.inner_text()).group())
-    assert materialized >= 12, f"the partitions tab shows {materialized} materialized windows"
+    assert materialized >= 1, f"the partitions tab shows {materialized} materialized days"
     page.get_by_text("Failed (0)", exact=True).first.wait_for()
     page.screenshot(path=screenshots_dir / "asset_partitions.png")
     latest = graphql.asset_state(BACKFILL_ROOT).latest_materialization_partition
