@@ -67,8 +67,8 @@ from dagster_harness import (
 
 from cancel_pipeline.defs.ingestion.partitions import PARTITION_KEY_FORMAT, RANGE_KEY_SEPARATOR
 
-RAW_ASSETS = {"raw_canceled_order_pages": 30, "raw_updated_order_pages": 60}
-"""Raw asset -> its window length in minutes (the defaults of the configuration contract)."""
+RAW_ASSETS = {"raw_canceled_order_pages": 24 * 60, "raw_updated_order_pages": 24 * 60}
+"""Raw asset -> its partition length in minutes (both are partitioned by UTC day)."""
 
 RAW_JOBS = {"raw_canceled_order_pages": "canceled_order_job", "raw_updated_order_pages": "canceled_items_job"}
 """Raw asset -> the job of it and everything downstream (cancel_pipeline/jobs.py)."""
@@ -83,8 +83,8 @@ TABLES = ("raw_order_pages", "order_versions", "canceled_orders", "canceled_line
 
 
 def span_end(now: datetime) -> datetime:
-    """The end of the backfilled span: the last whole hour, so both window lengths tile the span."""
-    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    """The end of the backfilled span: the last midnight (UTC), so whole days tile the span."""
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def window_keys(start: datetime, end: datetime, minutes: int) -> list[str]:

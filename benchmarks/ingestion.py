@@ -74,10 +74,13 @@ from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, LOGGER_NAME, ShopifyClient
 from cancel_pipeline.shopify.resource import ShopifyResource
 
+DAY_MINUTES = 24 * 60
+"""Both raw assets are partitioned by UTC day."""
+
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "deploy" / "local" / "dagster.yaml"
 ASSETS = {
-    "updated": (raw_updated_order_pages, "any", SETTINGS.updated_window_minutes),
-    "canceled": (raw_canceled_order_pages, "cancelled", SETTINGS.canceled_window_minutes),
+    "updated": (raw_updated_order_pages, "any", DAY_MINUTES),
+    "canceled": (raw_canceled_order_pages, "cancelled", DAY_MINUTES),
 }
 HISTORY_DAYS = 60  # what the demo store serves (DemoStoreSettings.history_days), counted back from NOW
 TARGET_RATIO = 0.95
@@ -165,17 +168,21 @@ def window_range(
     the history the run will read, so the run does not pay for it.
     """
     step = timedelta(minutes=window_minutes)
+    # Partitions are whole days: the span ends at the end of NOW's day (the store serves nothing later).
+    span_end = NOW.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     earliest = NOW - timedelta(days=HISTORY_DAYS) + SETTINGS.overlap
-    max_windows = math.floor((NOW - earliest) / step)
-    per_day = int(timedelta(days=1) / step)
+    max_windows = math.floor((span_end - earliest) / step)
+    per_day = max(1, int(timedelta(days=1) / step))
     wanted_orders = seconds * leak_rate * PAGE_SIZE
     windows = orders = 0
     while windows < max_windows and orders < wanted_orders:
-        end = NOW - windows * step
+        end = min(NOW, span_end - windows * step)
         windows = min(max_windows, windows + per_day)
-        orders += client.count_orders(status=status, updated_at_min=NOW - windows * step, updated_at_max=end)
-    first = NOW - windows * step
-    last = NOW - step
+        orders += client.count_orders(
+            status=status, updated_at_min=span_end - windows * step, updated_at_max=end
+        )
+    first = span_end - windows * step
+    last = span_end - step
     return first.strftime(PARTITION_KEY_FORMAT), last.strftime(PARTITION_KEY_FORMAT), windows
 
 

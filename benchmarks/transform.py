@@ -96,6 +96,7 @@ def _land_all(con: Any, files: list[Path], database: Path) -> float:
                 con,
                 asset=ASSET,
                 partition_key=start.strftime("%Y-%m-%d-%H:%M"),
+                store="demo",
                 window_start=start,
                 window_end=start + WINDOW,
                 requested_min=start - timedelta(minutes=5),
