@@ -19,8 +19,8 @@ from cancel_pipeline.warehouse.connection import warehouse_connection
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = [
-    ("raw_canceled_order_pages", "2026-03-02-12:00"),
-    ("raw_updated_order_pages", "2026-03-02-12:00"),
+    ("raw_canceled_order_pages", "2026-03-02"),
+    ("raw_updated_order_pages", "2026-03-02"),
 ]
 
 
