@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from cancel_pipeline.catch_up import plan_catch_up
-from cancel_pipeline.settings import PipelineSettings, default_duckdb_path
+from cancel_pipeline.settings import PipelineSettings, SettingsError, default_duckdb_path
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.shopify.resource import ShopifyResource
 from cancel_pipeline.warehouse.connection import warehouse_connection
@@ -159,6 +159,10 @@ def test_the_default_warehouse_file_is_per_store() -> None:
     assert default_duckdb_path("http://127.0.0.1:8765") == "data/127.0.0.1-8765.duckdb"
     chosen = {"SHOPIFY_STORE": "my-shop", "CANCEL_PIPELINE_DUCKDB": "elsewhere/w.duckdb"}
     assert PipelineSettings.from_env(chosen).duckdb_path == "elsewhere/w.duckdb"
+    retention = {"CANCEL_PIPELINE_SUPERSEDED_RETENTION_DAYS": "30"}
+    assert PipelineSettings.from_env(retention).superseded_retention_days == 30
+    with pytest.raises(SettingsError, match="CANCEL_PIPELINE_SUPERSEDED_RETENTION_DAYS"):
+        PipelineSettings.from_env({"CANCEL_PIPELINE_SUPERSEDED_RETENTION_DAYS": "0"})
     assert ShopifyResource().store_identity == "demo"
     assert ShopifyResource(store="my-shop").store_identity == "my-shop.myshopify.com"
     assert ShopifyResource(store="http://user:secret@127.0.0.1:8765").store_identity == "127.0.0.1:8765"

@@ -123,8 +123,9 @@ def derive_new_pages(
 ) -> DeriveResult:
     """Fold every raw page above the watermark into the derived tables, atomically.
 
-    `full_refresh` parses every landed page again from the page store (so changed validation rules reach
-    every object) and rebuilds the derived tables from them. `now` is recorded as the derivation time in
+    `full_refresh` parses every landed page again from the page store, superseded pages included (so changed
+    validation rules reach every object), and rebuilds the derived tables from them: the same tables the
+    incremental runs built, since the raw layer deletes no page. `now` is recorded as the derivation time in
     `derivation_state`. On any error the transaction is rolled back, so every table and
     the watermark are as they were before the call.
     """
