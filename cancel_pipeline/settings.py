@@ -125,7 +125,13 @@ def _optional_int(env: Mapping[str, str], name: str, *, minimum: int) -> int | N
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return None
-    return _int(env, name, 0, minimum=minimum)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum} (or unset), got {raw!r}")
+    return value
 
 
 def _int(

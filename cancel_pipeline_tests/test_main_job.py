@@ -100,6 +100,9 @@ def test_run_catches_up_through_dagster_and_is_idempotent(tmp_path: Path) -> Non
         assert second.returncode == 0, second.stderr[-3000:]
         env["SHOPIFY_ACCESS_TOKEN"] = "shpat_wrong_token_for_cli_run"
         refused = _run_cli(env, "run", "--days", "1")
+        # The built-in demo store pointed at this store's warehouse: refused before any run.
+        demo_env = {key: value for key, value in env.items() if not key.startswith("SHOPIFY_")}
+        other_store = _run_cli(demo_env, "run", "--days", "1")
 
     first_rows, second_rows = _warehouse_rows(first.stdout), _warehouse_rows(second.stdout)
     assert first_rows["orders"] > 0 and first_rows["canceled orders"] > 0
@@ -116,3 +119,8 @@ def test_run_catches_up_through_dagster_and_is_idempotent(tmp_path: Path) -> Non
     assert refused.returncode == 2
     assert "401" in refused.stderr and "raw_canceled_order_pages" in refused.stderr
     assert "shpat_wrong_token_for_cli_run" not in refused.stdout + refused.stderr
+
+    assert other_store.returncode == 2, other_store.stderr[-3000:]
+    assert "holds the orders of store '127.0.0.1:" in other_store.stderr
+    assert "refusing to land pages of store 'demo'" in other_store.stderr
+    assert "Traceback" not in other_store.stderr and "days of raw_" not in other_store.stdout
