@@ -1,4 +1,4 @@
-"""Backfill overhead: `--days` of windows of both raw assets and their tables, with an almost empty store.
+"""Backfill overhead: `--days` days of both raw assets and their tables, with an almost empty store.
 
 A user's backfill: `dagster dev` on the project, pointed at the demo store over HTTP (frozen at the end of the
 span, with `--orders-per-hour` orders and no bursts or malformed records, so the figures measure the
@@ -6,8 +6,8 @@ pipeline's and Dagster's overhead rather than data volume). Two ways a user laun
 fresh instance and warehouse (`--modes`):
 
 - `daemon`: one partition backfill launched through the webserver's GraphQL API (what the UI's
-  "Materialize" dialog sends as a backfill) over the span for `raw_canceled_order_pages` (30-minute windows),
-  `raw_updated_order_pages` (hourly) and every asset downstream of them. The backfill daemon launches the
+  "Materialize" dialog sends as a backfill) over the span for `raw_canceled_order_pages`,
+  `raw_updated_order_pages` (both partitioned by UTC day) and every asset downstream of them. The backfill daemon launches the
   runs: it wakes every 30 s (`DEFAULT_DAEMON_INTERVAL_SECONDS` in `dagster._daemon.daemon`, Dagster 1.13,
   no setting), and the tables' run can only be requested on a tick after both raw runs ended, so this mode
   has a floor of two to three ticks (~60-90 s) whatever each run costs.
