@@ -21,8 +21,9 @@ from cancel_pipeline_tests.e2e.scenario import BACKFILL_ROOT, BACKFILL_TIMEOUT_S
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-RAW_ONLY_WINDOW = dg.TimeWindow(BACKFILL_WINDOW.start - timedelta(hours=6), BACKFILL_WINDOW.start)
-"""Six hours before the shared backfill's span, so this test lands pages no other run has landed."""
+RAW_ONLY_WINDOW = dg.TimeWindow(BACKFILL_WINDOW.end, BACKFILL_WINDOW.end + timedelta(days=1))
+"""The day after the shared backfill's (the store's last, up to its frozen now), so this test lands pages no
+other run has landed."""
 FOLLOW_TIMEOUT_S = 180.0
 FOLLOWERS = {"order_versions", "order_rejects", "canceled_orders", "canceled_line_items", "orders"}
 
