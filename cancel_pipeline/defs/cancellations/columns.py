@@ -22,7 +22,7 @@ _SHARED = {
     "total_price": "The order's total price, DECIMAL(18,2), in its currency.",
     "test": "A test order (Shopify's test flag; missing means false).",
     "asset": "Which raw asset fetched the page: raw_canceled_order_pages, raw_updated_order_pages or refresh.",
-    "partition_key": "The window (or range of windows, first...last) the page was fetched for; the run id "
+    "partition_key": "The day (or range of days, first...last) the page was fetched for; the run id "
     "for refresh.",
     "page_number": "1-based number of the page within its fetch.",
     "page_seq": "The page's landing order in raw_order_pages.",
@@ -35,7 +35,7 @@ _PER_TABLE: dict[str, dict[str, str]] = {
         "line_items": "The version's line items, typed (id, quantity, current_quantity, sku, title, ...).",
         "refunds": "The version's refunds, typed, with their refund line items and restock_type.",
         "asset": "The raw asset whose page the content was last read from.",
-        "partition_key": "The window of that page (first...last for a range run; the run id for refresh).",
+        "partition_key": "The day of that page (first...last for a range run; the run id for refresh).",
         "page_number": "1-based number of that page within its fetch.",
         "page_seq": "That page's landing order in raw_order_pages.",
         "first_fetched_at": "The earliest time this version was fetched (UTC).",
@@ -48,7 +48,7 @@ _PER_TABLE: dict[str, dict[str, str]] = {
         "reason": "Why the object was rejected: a stable code such as created_at_unparseable.",
         "detail": "The offending value, for a person to read.",
         "asset": "The raw asset whose page held the object.",
-        "position": "1-based place of the object in its page's orders list.",
+        "position": "1-based place of the object in its page's orders list; with page_seq, the key.",
         "fetched_at": "When the page was fetched (UTC).",
         "raw_order": "The rejected object, verbatim (JSON).",
         "request_path": "The request the page answered (path and query, no credentials).",
