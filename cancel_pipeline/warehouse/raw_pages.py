@@ -257,7 +257,7 @@ def _database_path(con: duckdb.DuckDBPyConnection) -> str:
     return str(row[0]) if row and row[0] else ":memory:"
 
 
-def _migrate_raw_order_pages(con: duckdb.DuckDBPyConnection) -> None:
+def migrate_raw_order_pages(con: duckdb.DuckDBPyConnection) -> None:
     """Bring a `raw_order_pages` of an older release to the current shape, in one transaction.
 
     Older files had a unique (asset, partition_key, page_number), which an append-only layer breaks (a
@@ -495,7 +495,7 @@ class LandResult:
 
 def ensure_raw_order_pages(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw tables, their sequence and the bodies view when missing (migrating older ones)."""
-    _migrate_raw_order_pages(con)
+    migrate_raw_order_pages(con)
     con.execute(RAW_ORDER_PAGES_DDL)
     with contextlib.suppress(ValueError):  # an in-memory database has no page store, hence no view
         ensure_bodies_view(con, page_store_root(con))

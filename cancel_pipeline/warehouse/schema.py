@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from cancel_pipeline.warehouse.raw_pages import RAW_ORDER_PAGES_DDL
+from cancel_pipeline.warehouse.raw_pages import RAW_ORDER_PAGES_DDL, migrate_raw_order_pages
 from cancel_pipeline.warehouse.typed_orders import LINE_ITEM_TYPE, REFUND_TYPE
 
 # Keys per derived table, as the table contract states them.
@@ -159,6 +159,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     read as UTC whatever the host's zone is.
     """
     con.execute("set TimeZone = 'UTC'")
+    migrate_raw_order_pages(con)  # a file of an older release: before anything reads the new columns
     con.execute(RAW_ORDER_PAGES_DDL)
     con.execute(DERIVED_TABLES_DDL)
     con.execute(CANCELLATION_DELIVERIES_DDL)
