@@ -14,6 +14,9 @@ from typing import Any
 
 WSGIApp = Callable[..., Any]
 
+DEMO_STORE = "demo"
+"""The name the built-in demo store goes by: the store a warehouse records, and its file `data/demo.duckdb`."""
+
 _shops: dict[tuple[int, float, float, float], Any] = {}
 _shops_lock = threading.Lock()
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from cancel_pipeline.embedded import DEMO_STORE
 from cancel_pipeline.stuck_rule import DEFAULT_STUCK_THRESHOLDS
 
-DEMO_STORE = "demo"
-"""The name the built-in demo store goes by: its warehouse is `data/demo.duckdb`."""
 DEFAULT_DUCKDB_PATH = f"data/{DEMO_STORE}.duckdb"
 """The default DuckDB file of the built-in demo store; a real store's is `data/<store>.duckdb`."""
 DEFAULT_DUCKDB_MEMORY_LIMIT = "1GB"

@@ -23,8 +23,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from cancel_pipeline.embedded import embedded_shop
-from cancel_pipeline.settings import DEMO_STORE
+from cancel_pipeline.embedded import DEMO_STORE, embedded_shop
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient, resolve_store
 from cancel_pipeline.shopify.cost import STANDARD_BUCKET_POINTS, STANDARD_RESTORE_RATE
 from cancel_pipeline.shopify.errors import ShopifyConfigError
