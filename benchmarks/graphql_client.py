@@ -76,6 +76,7 @@ def main() -> None:
                         requested_min=start,
                         requested_max=end,
                         pages=spool,
+                        store="demo",
                     )
                     con.close()
                 done = time.perf_counter()

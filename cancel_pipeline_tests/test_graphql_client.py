@@ -182,6 +182,7 @@ def test_an_order_with_300_line_items_and_long_refunds_lands_whole(con) -> None:
             requested_min=None,
             requested_max=None,
             pages=pages,
+            store="demo",
         )
     assert landed.orders == 4
     assert shop.operations.count("OrderLineItems") == 2  # 290 further lines: 250 + 40
@@ -247,6 +248,7 @@ def _typed(con, pages: list) -> list[dict]:
         requested_min=None,
         requested_max=None,
         pages=pages,
+        store="demo",
     )
     return table_rows(
         con, "select order_id, reason, line_items, refunds from raw_order_objects order by order_id"

@@ -85,6 +85,7 @@ def _tables(path: Path, pages: list) -> dict[str, list[dict]]:
         requested_min=None,
         requested_max=None,
         pages=pages,
+        store="demo",
     )
     derive_new_pages(con)
     tables = {
@@ -189,7 +190,7 @@ def test_the_raw_asset_reads_a_range_by_bulk_and_says_so(served_2026, tmp_path: 
         result = dg.materialize(
             [raw_updated_order_pages],
             resources=resources,
-            tags={RANGE_START_TAG: "2026-03-01-00:00", RANGE_END_TAG: "2026-03-02-23:00"},
+            tags={RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"},
             instance=instance,
         )
         messages = [record.user_message for record in instance.all_logs(result.run_id)]

@@ -59,6 +59,7 @@ def _land(
         _page(body, len(orders), api, operation, number),
         asset="raw_updated_order_pages",
         partition_key="k",
+        store="demo",
     )
 
 
@@ -205,6 +206,7 @@ def test_a_node_the_contract_cannot_type_is_a_reject_kept_verbatim(con: duckdb.D
         _page(json.dumps(page).encode(), 2, "graphql"),
         asset="raw_updated_order_pages",
         partition_key="k",
+        store="demo",
     )
     rows = table_rows(
         con, "select position, reason, detail, raw_order from raw_order_objects order by position"
@@ -219,7 +221,11 @@ def test_nodes_answers_skip_ids_not_found_and_reparse_keeps_the_shape(con: duckd
     page = json.loads(graphql_page([order(1, T0), order(3, T0)], operation="nodes"))
     page["response"]["data"]["nodes"].insert(1, None)
     land_page(
-        con, _page(json.dumps(page).encode(), 2, "graphql", "nodes"), asset="refresh", partition_key="r"
+        con,
+        _page(json.dumps(page).encode(), 2, "graphql", "nodes"),
+        asset="refresh",
+        partition_key="r",
+        store="demo",
     )
     before = table_rows(con, "select position, order_id from raw_order_objects order by position")
     assert before == [{"position": 1, "order_id": 1}, {"position": 3, "order_id": 3}]
@@ -246,7 +252,13 @@ def test_a_bulk_order_the_contract_cannot_type_is_a_reject_with_its_line(
     bad["totalPriceSet"]["shopMoney"]["amount"] = "a lot"
     lines[2] = json.dumps(bad).encode() + b"\n"
     body = b"".join(lines)
-    land_page(con, _page(body, 2, "graphql", "bulk"), asset="raw_updated_order_pages", partition_key="k")
+    land_page(
+        con,
+        _page(body, 2, "graphql", "bulk"),
+        asset="raw_updated_order_pages",
+        partition_key="k",
+        store="demo",
+    )
     rows = table_rows(
         con, "select position, order_id, reason, raw_order, line_items from raw_order_objects order by 1"
     )
@@ -288,6 +300,7 @@ def test_the_demo_stores_history_types_the_same_through_rest_graphql_and_bulk(
                 _page(body, len(chunk), api, operation, number),
                 asset="raw_updated_order_pages",
                 partition_key="k",
+                store="demo",
             )
         results[name] = (_objects(con), _derived(con))
         con.close()
@@ -306,7 +319,11 @@ def test_bulk_refund_lines_under_the_order_instead_of_a_refund_are_a_reject(
     stray["__parentId"] = "gid://shopify/Order/3"
     lines[-1] = json.dumps(stray).encode() + b"\n"
     land_page(
-        con, _page(b"".join(lines), 1, "graphql", "bulk"), asset="raw_updated_order_pages", partition_key="k"
+        con,
+        _page(b"".join(lines), 1, "graphql", "bulk"),
+        asset="raw_updated_order_pages",
+        partition_key="k",
+        store="demo",
     )
     [row] = table_rows(con, "select order_id, reason, detail from raw_order_objects")
     assert (row["order_id"], row["reason"]) == (3, "refunds_invalid")
