@@ -2,6 +2,10 @@
 
 Nothing else is launched: the running `dagster dev` (its daemon and the shipped `automation_sensor`) must
 derive the tables, and send the notices, by itself.
+
+It shares the session's `dagster dev` with `test_e2e_backfill.py` and runs after it (files run in name
+order): its automation run becomes the tables' latest materialization, which the shared backfill's tests
+would otherwise mistake for theirs.
 """
 
 from __future__ import annotations
