@@ -38,7 +38,7 @@ from cancel_pipeline.shopify.errors import (
     ShopifyPaymentRequiredError,
     ShopifyRequestFailed,
 )
-from cancel_pipeline.shopify.pages import ClientStats, OrderPage, order_count
+from cancel_pipeline.shopify.pages import ClientStats, OrderPage, order_count, parsed_order_count
 from cancel_pipeline.shopify.rate_limit import LeakyBucket, parse_call_limit, parse_retry_after
 from cancel_pipeline.shopify.retry import (
     RETRYABLE_STATUSES,
@@ -225,6 +225,26 @@ class ShopifyClient:
             yield from self._walk_pages(self._api_url("orders.json"), params, first_page_number=1)
         else:
             yield from self._iter_sliced(status, updated_at_min, updated_at_max, limit, fields, streams)
+
+    def refetch_page(self, request_path: str, page_number: int) -> OrderPage:
+        """The page of `request_path` (as a page recorded it) fetched again and parsed in full.
+
+        For a body that arrived complete but is not JSON (damaged in transit): the byte count that paces
+        a fetch cannot tell it from a good one, the warehouse's parse can. A body still damaged is retried
+        like a truncated one, and giving up names the request.
+        """
+        url = str(httpx.URL(self._base_url).join(request_path))
+        response, count = self._send("GET", url, decode=parsed_order_count)
+        if count is None:
+            raise self._unexpected_body("GET", url)
+        return OrderPage(
+            page_number=page_number,
+            request_path=request_path,
+            api_version=response.headers.get("X-Shopify-API-Version") or self.api_version,
+            fetched_at=datetime.now(UTC),
+            body=response.content,
+            order_count=count,
+        )
 
     def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
         """Pages holding the given orders (any status), asked for in batches of 250 ids."""

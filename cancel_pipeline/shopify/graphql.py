@@ -249,6 +249,14 @@ class ShopifyGraphQLClient:
             raise
         yield from export.pages(state, f"{request_path} {export.operation_id}")
 
+    def refetch_page(self, request_path: str, page_number: int) -> OrderPage:
+        """Not needed over GraphQL: every answer is parsed in full when it arrives (its cursor is in it), so
+        a damaged body is retried there and no page lands unparsed."""
+        raise ShopifyError(
+            f"{self.store}: page {page_number} ({request_path}) came from the GraphQL API, whose answers are "
+            "parsed on arrival; a page that does not parse at landing cannot be fetched again"
+        )
+
     def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
         """Pages holding the given orders (any status), by `nodes(ids:)` in batches the cost limit allows."""
         pending = [int(order_id) for order_id in ids]

@@ -71,6 +71,12 @@ def order_count(body: bytes) -> int | None:
     count = scan_order_count(body)
     if count is not None:
         return count
+    return parsed_order_count(body)
+
+
+def parsed_order_count(body: bytes) -> int | None:
+    """`order_count` by a full parse: also proves every number and literal of the body, which the byte scan
+    does not. Raises `orjson.JSONDecodeError` for a body that is not JSON."""
     parsed = orjson.loads(body)
     orders = parsed.get("orders") if isinstance(parsed, dict) else None
     return len(orders) if isinstance(orders, list) else None

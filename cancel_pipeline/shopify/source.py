@@ -33,6 +33,10 @@ class OrderSource(Protocol):
         """Pages of the orders updated in the bounds (both inclusive), with the given status."""
         ...
 
+    def refetch_page(self, request_path: str, page_number: int) -> OrderPage:
+        """A page fetched again by the request that produced it, parsed in full."""
+        ...
+
     def get_orders(self, ids: Iterable[int]) -> Iterator[OrderPage]:
         """Pages holding the given orders, any status."""
         ...

@@ -31,13 +31,14 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import duckdb
+import orjson
 
 from cancel_pipeline.warehouse.connection import pause_for_kill_probe
 from cancel_pipeline.warehouse.page_parsing import (
@@ -400,6 +401,52 @@ class PageSpool:
         """The spooled bodies, in order, read back from their files."""
         for page in self.spooled:
             yield Path(page.path).read_bytes()
+
+    def refetch_unparseable(self, refetch: Callable[[str, int], FetchedPage]) -> int:
+        """Fetch again each REST page whose body did not parse; returns how many were replaced.
+
+        A body can arrive complete and still not be JSON (a damaged byte): the client only proves its
+        structure, the parse finds it. Looked for only when the background parse failed, so a good fetch
+        pays nothing. `refetch(request_path, page_number)` parses what it fetches in full and retries a
+        damaged answer itself; the landing then parses every page again.
+        """
+        if self.parser is None:
+            return 0
+        try:
+            self.parser.files()
+            return 0
+        except duckdb.Error:
+            damaged = [
+                i for i, page in enumerate(self.spooled) if page.api == "rest" and not _is_json(page.path)
+            ]
+            if not damaged:
+                raise
+        self.parser.close()
+        self.parser = None
+        for index in damaged:
+            self._replace(index, refetch(self.spooled[index].request_path, self.spooled[index].page_number))
+        return len(damaged)
+
+    def _replace(self, index: int, page: FetchedPage) -> None:
+        old = self.spooled[index]
+        Path(old.path).write_bytes(page.body)
+        self.spooled[index] = replace(
+            old,
+            api_version=page.api_version,
+            fetched_at=page.fetched_at,
+            order_count=page.order_count,
+            size=len(page.body),
+        )
+        self.orders += page.order_count - old.order_count
+        self.bytes += len(page.body) - old.size
+
+
+def _is_json(path: str) -> bool:
+    try:
+        orjson.loads(Path(path).read_bytes())
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -91,25 +91,30 @@ def fetch_and_land_window(
             streams=shopify.page_streams,
         )
         # The spool is filled before the warehouse is opened: the HTTP fetch never holds DuckDB's file lock.
-        with spooled_pages(pages, database=duckdb.database) as spool, duckdb.get_connection() as con:
-            landed = land_pages(
-                con,
-                asset=asset_name,
-                partition_key=partition_key,
-                window_start=window.start,
-                window_end=window.end,
-                requested_min=requested_min,
-                requested_max=requested_max,
-                pages=spool,
-                store=shopify.store_identity,
-                supersede=read == READ_WHOLE,
-            )
-            operations = sorted({page.operation for page in spool.spooled})
-            pruned = 0
-            if settings.superseded_retention_days is not None:
-                pruned = prune_superseded(
-                    con, superseded_before=now - timedelta(days=settings.superseded_retention_days)
+        with spooled_pages(pages, database=duckdb.database) as spool:
+            if refetched := spool.refetch_unparseable(client.refetch_page):
+                context.log.warning(
+                    f"Fetched {refetched} pages again: their bodies arrived complete but not JSON"
                 )
+            with duckdb.get_connection() as con:
+                landed = land_pages(
+                    con,
+                    asset=asset_name,
+                    partition_key=partition_key,
+                    window_start=window.start,
+                    window_end=window.end,
+                    requested_min=requested_min,
+                    requested_max=requested_max,
+                    pages=spool,
+                    store=shopify.store_identity,
+                    supersede=read == READ_WHOLE,
+                )
+                operations = sorted({page.operation for page in spool.spooled})
+                pruned = 0
+                if settings.superseded_retention_days is not None:
+                    pruned = prune_superseded(
+                        con, superseded_before=now - timedelta(days=settings.superseded_retention_days)
+                    )
         stats = client.stats
     context.log.info(
         f"Landed {landed.pages} pages ({landed.orders} orders) for {partition_key}, superseding "

@@ -59,21 +59,23 @@ def raw_refreshed_order_pages(
     if not order_ids:
         return dg.MaterializeResult(metadata={"requested_orders": 0, "pages": 0, "orders": 0})
     with shopify.get_client() as client:
-        with (
-            spooled_pages(client.get_orders(order_ids), database=duckdb.database) as spool,
-            duckdb.get_connection() as con,
-        ):
-            landed = land_pages(
-                con,
-                asset=REFRESH_SOURCE,
-                partition_key=context.run.run_id,
-                window_start=None,
-                window_end=None,
-                requested_min=None,
-                requested_max=None,
-                pages=spool,
-                store=shopify.store_identity,
-            )
+        with spooled_pages(client.get_orders(order_ids), database=duckdb.database) as spool:
+            if refetched := spool.refetch_unparseable(client.refetch_page):
+                context.log.warning(
+                    f"Fetched {refetched} pages again: their bodies arrived complete but not JSON"
+                )
+            with duckdb.get_connection() as con:
+                landed = land_pages(
+                    con,
+                    asset=REFRESH_SOURCE,
+                    partition_key=context.run.run_id,
+                    window_start=None,
+                    window_end=None,
+                    requested_min=None,
+                    requested_max=None,
+                    pages=spool,
+                    store=shopify.store_identity,
+                )
         stats = client.stats
     missing = len(order_ids) - landed.orders
     if missing > 0:

@@ -53,6 +53,7 @@ CANCEL_PATH = re.compile(r"^orders/(\d+)/cancel\.json$")
 BULK_RESULT_PATH = re.compile(r"^/bulk-results/([A-Za-z0-9_-]+)\.jsonl$")
 UNAUTHORIZED = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
 NOT_FOUND = {"errors": "Not Found"}
+CORRUPTIBLE_NUMBER = re.compile(rb":\d")
 PAGE_INFO_COMPANIONS = ("page_info", "limit", "fields")
 
 
@@ -82,6 +83,9 @@ def application(
     if response.truncate:
         # As a dropped connection would: the full length announced, half the bytes sent.
         body = body[: len(body) // 2]
+    elif response.corrupt:
+        # As a flipped byte would: the first number after a colon starts with a letter.
+        body = CORRUPTIBLE_NUMBER.sub(rb":x", body, count=1)
     start_response(response.status_line(), headers)
     return [body]
 
@@ -117,6 +121,7 @@ def _admin(store: DemoStore, environ: dict[str, Any], version: str, route: str) 
         response = json_response(error.status, error.body)
     response.headers[:0] = [version_header, limit_header]
     response.truncate = bool(fault and fault.truncate)
+    response.corrupt = bool(fault and fault.corrupt)
     return response
 
 

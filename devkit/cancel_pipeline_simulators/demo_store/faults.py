@@ -5,8 +5,9 @@ Knobs:
 - truncate_rate: fraction of admin responses whose body is cut short under the full Content-Length.
 - latency: seconds to wait before answering each admin request.
 - fail_next: a list of one-shot faults for the next matching admin requests, each a dict with any of
-  status (e.g. 503, or 429 with retry_after seconds), truncate (true), page_info_only (only a request
-  carrying page_info matches), request_number (only the k-th admin request, 1-based, matches).
+  status (e.g. 503, or 429 with retry_after seconds), truncate (true), corrupt (true: the whole body is
+  sent, but one number in it is damaged, so it is complete and still not JSON), page_info_only (only a
+  request carrying page_info matches), request_number (only the k-th admin request, 1-based, matches).
   GraphQL requests take the same faults (a request with an `after`/`before` cursor counts as carrying
   page_info); a 429 there is a THROTTLED answer with HTTP 429.
 - bulk_fail_next: one-shot failures for the next bulk queries, each a dict with error_code (a
@@ -25,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-FAULT_KEYS = ("status", "retry_after", "truncate", "page_info_only", "request_number")
+FAULT_KEYS = ("status", "retry_after", "truncate", "corrupt", "page_info_only", "request_number")
 BULK_FAULT_KEYS = ("error_code", "after_objects")
 BULK_ERROR_CODES = ("ACCESS_DENIED", "INTERNAL_SERVER_ERROR", "TIMEOUT")
 DOWNLOAD_FAULT_KEYS = ("status", "cut_after", "expired")
@@ -33,11 +34,12 @@ DOWNLOAD_FAULT_KEYS = ("status", "cut_after", "expired")
 
 @dataclass(frozen=True)
 class Fault:
-    """What to do to one request: answer `status` instead, or truncate the real answer."""
+    """What to do to one request: answer `status` instead, or truncate or corrupt the real answer."""
 
     status: int | None = None
     retry_after: float | None = None
     truncate: bool = False
+    corrupt: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,12 @@ class FaultInjector:
                 if spec.get("request_number") not in (None, request_number):
                     continue
                 del self._fail_next[index]
-                return Fault(spec.get("status"), spec.get("retry_after"), bool(spec.get("truncate")))
+                return Fault(
+                    spec.get("status"),
+                    spec.get("retry_after"),
+                    bool(spec.get("truncate")),
+                    bool(spec.get("corrupt")),
+                )
             if self.error_rate and self._rng.random() < self.error_rate:
                 return Fault(status=self._rng.choice((500, 502, 503)))
             if self.truncate_rate and self._rng.random() < self.truncate_rate:
@@ -152,8 +159,8 @@ def _checked_spec(spec: dict[str, Any]) -> dict[str, Any]:
     unknown = set(spec) - set(FAULT_KEYS)
     if unknown:
         raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {', '.join(FAULT_KEYS)}")
-    if spec.get("status") is None and not spec.get("truncate"):
-        raise ValueError("a fault needs a status or truncate: true")
+    if spec.get("status") is None and not spec.get("truncate") and not spec.get("corrupt"):
+        raise ValueError("a fault needs a status, truncate: true or corrupt: true")
     return dict(spec)
 
 

@@ -17,13 +17,15 @@ BAD_GATEWAY_HTML = (
 
 @dataclass
 class Response:
-    """What to send: status, headers, body; `truncate` cuts the body under a full Content-Length."""
+    """What to send: status, headers, body; `truncate` cuts the body under a full Content-Length, `corrupt`
+    damages one number in it (same length, brackets and quotes intact: complete, yet not JSON)."""
 
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSON_TYPE
     truncate: bool = False
+    corrupt: bool = False
 
     def status_line(self) -> str:
         """E.g. "429 Too Many Requests" (codes Python does not name get a generic phrase)."""
