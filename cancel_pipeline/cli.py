@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,77 +26,81 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 from tabulate import tabulate
 
 from cancel_pipeline.shopify.errors import ShopifyError
-from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.shopify.resource import ShopifyResource
 from cancel_pipeline.shopify.source import OrderSource
+from cancel_pipeline.warehouse.connection import warehouse_connection
+from cancel_pipeline.warehouse.derive import derive_new_pages
+from cancel_pipeline.warehouse.raw_pages import land_pages, spooled_pages
 
 
 @dataclass
 class OrdersSeen:
-    """What one walk over a window's order pages contained."""
+    """What one walk over a window's order pages contained, as the pipeline's own tables count it."""
 
     pages: int = 0
     orders: int = 0
+    """Order objects on the pages (an order on two pages counts twice)."""
     canceled_by_reason: Counter[str] = field(default_factory=Counter)
     partially_canceled: int = 0
     test_orders: int = 0
+    rejected: int = 0
+    """Order objects the contract rejects (`order_rejects`)."""
 
     @property
     def canceled(self) -> int:
         """Fully canceled orders, whatever the reason."""
         return sum(self.canceled_by_reason.values())
 
-    def add(self, page: OrderPage) -> None:
-        """Count one page's orders."""
-        self.pages += 1
-        for order in page.orders():
-            self.orders += 1
-            if not isinstance(order, dict):
-                continue  # a malformed record still counts as seen; nothing more can be said of it
-            if order.get("test") is True:
-                self.test_orders += 1
-            if order.get("cancelled_at"):
-                self.canceled_by_reason[str(order.get("cancel_reason") or "unknown")] += 1
-            elif has_canceled_items(order):
-                self.partially_canceled += 1
-
-
-def has_canceled_items(order: dict) -> bool:
-    """True when some units were canceled while the order lives on (the DESIGN.md rule, tolerant of bad data).
-
-    Units count as canceled when a refund line says `restock_type: cancel`, or when an order edit removed
-    them: `quantity - current_quantity` exceeds what refunds of that line account for.
-    """
-    refunded: Counter[object] = Counter()
-    refunds = order.get("refunds")
-    for refund in refunds if isinstance(refunds, list) else []:
-        lines = refund.get("refund_line_items") if isinstance(refund, dict) else None
-        for line in lines if isinstance(lines, list) else []:
-            if not isinstance(line, dict) or not isinstance(line.get("quantity"), int):
-                continue
-            if line.get("restock_type") == "cancel" and line["quantity"] > 0:
-                return True
-            refunded[line.get("line_item_id")] += line["quantity"]
-    items = order.get("line_items")
-    for item in items if isinstance(items, list) else []:
-        if not isinstance(item, dict):
-            continue
-        quantity, current = item.get("quantity"), item.get("current_quantity")
-        edited = isinstance(quantity, int) and isinstance(current, int)
-        if edited and quantity - current - refunded[item.get("id")] > 0:
-            return True
-    return False
-
 
 def fetch_window(client: OrderSource, start: datetime, end: datetime) -> OrdersSeen:
-    """Walk every order updated in `[start, end]` (any status) and summarise it, one page in memory."""
-    seen = OrdersSeen()
-    for page in client.iter_order_pages(status="any", updated_at_min=start, updated_at_max=end):
-        seen.add(page)
-    return seen
+    """Walk every order updated in `[start, end]` (any status) and count what the pipeline makes of it.
+
+    The pages go through the pipeline's own landing and derivation, in a throwaway warehouse that is
+    deleted afterwards, so the counts follow the same rules as the tables (there is no second copy of what
+    a partial cancellation is) and nothing is written to the real warehouse.
+    """
+    pages = client.iter_order_pages(status="any", updated_at_min=start, updated_at_max=end)
+    with tempfile.TemporaryDirectory(prefix="cancel-pipeline-fetch-") as folder:
+        database = Path(folder) / "fetch.duckdb"
+        with spooled_pages(pages, database=database) as spool:
+            spool.refetch_unparseable(client.refetch_page)
+            with warehouse_connection(database) as con:
+                land_pages(
+                    con,
+                    asset="fetch",
+                    partition_key="fetch",
+                    window_start=start,
+                    window_end=end,
+                    requested_min=start,
+                    requested_max=end,
+                    pages=spool,
+                    store=client.store,
+                )
+                derive_new_pages(con)
+                return _count_tables(con, pages=spool.pages, orders=spool.orders)
+
+
+def _count_tables(con: duckdb.DuckDBPyConnection, *, pages: int, orders: int) -> OrdersSeen:
+    def scalar(sql: str) -> int:
+        return int(con.execute(sql).fetchone()[0] or 0)
+
+    reasons = con.execute(
+        "select coalesce(cancel_reason, 'unknown'), count(*) from canceled_orders group by 1"
+    ).fetchall()
+    return OrdersSeen(
+        pages=pages,
+        orders=orders,
+        canceled_by_reason=Counter({str(reason): int(count) for reason, count in reasons}),
+        partially_canceled=scalar(
+            "select count(distinct order_id) from canceled_line_items where not order_canceled"
+        ),
+        test_orders=scalar("select count(*) from orders where test"),
+        rejected=scalar("select count(*) from order_rejects"),
+    )
 
 
 def render_summary(client: OrderSource, seen: OrdersSeen, start: datetime, end: datetime, demo: bool) -> str:
@@ -109,6 +114,7 @@ def render_summary(client: OrderSource, seen: OrdersSeen, start: datetime, end: 
         ("canceled orders", seen.canceled),
         ("partially canceled orders", seen.partially_canceled),
         ("test orders", seen.test_orders),
+        ("rejected order objects", seen.rejected),
         ("retries", stats.retries),
         ("429 responses", stats.throttled_429),
         ("rate-limit wait", f"{stats.rate_limit_wait_s:.1f} s"),
