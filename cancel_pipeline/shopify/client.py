@@ -15,29 +15,17 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
-from cancel_pipeline.shopify.auth import AccessTokenProvider, ClientCredentialsToken, StaticToken, TokenGrant
-from cancel_pipeline.shopify.errors import (
-    ShopifyAuthError,
-    ShopifyConfigError,
-    ShopifyError,
-    ShopifyForbiddenError,
-    ShopifyLockedError,
-    ShopifyNotFoundError,
-    ShopifyPaymentRequiredError,
-    ShopifyRequestFailed,
-)
+from cancel_pipeline.shopify.errors import ShopifyError, ShopifyRequestFailed
 from cancel_pipeline.shopify.pages import ClientStats, OrderPage, order_count, parsed_order_count
 from cancel_pipeline.shopify.rate_limit import LeakyBucket, parse_call_limit, parse_retry_after
 from cancel_pipeline.shopify.retry import (
@@ -49,32 +37,39 @@ from cancel_pipeline.shopify.retry import (
     Throttled,
     failure_for_status,
 )
-from cancel_pipeline.shopify.streams import FetchStopped, SliceFetch, plan_slices, stream_pages
+from cancel_pipeline.shopify.session import (
+    DEFAULT_API_VERSION,
+    LOGGER_NAME,
+    SessionClient,
+    ShopifySession,
+    resolve_store,
+)
+from cancel_pipeline.shopify.streams import SliceFetch, plan_slices, stream_pages
 
-__all__ = ["DEFAULT_API_VERSION", "RETRYABLE_STATUSES", "ClientStats", "OrderPage", "ShopifyClient"]
-
-#: A supported quarterly Admin API version; pin another with `api_version` / `SHOPIFY_API_VERSION`.
-DEFAULT_API_VERSION = "2026-07"
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "LOGGER_NAME",
+    "MAX_PAGE_SIZE",
+    "RETRYABLE_STATUSES",
+    "ClientStats",
+    "OrderPage",
+    "ShopifyClient",
+    "format_instant",
+    "resolve_store",
+]
 
 #: Shopify's page size ceiling for `orders.json`, and the batch size of `ids=` look-ups.
 MAX_PAGE_SIZE = 250
 
-LOGGER_NAME = "cancel_pipeline.shopify"
-
-_TOKEN_HEADER = "X-Shopify-Access-Token"
-_HIDDEN = "<hidden>"
-
 
 @dataclass(frozen=True)
 class _Call:
-    """One request as `_send` was asked for it; every attempt sends it again as it is."""
+    """One Admin API request as `_send` was asked for it; every attempt sends it again as it is."""
 
     method: str
     url: str
     params: dict[str, str | int] | None
     json_body: dict[str, Any] | None
-    form: dict[str, str] | None
-    authenticated: bool
     decode: Callable[[bytes], Any]
 
     @property
@@ -115,23 +110,7 @@ def format_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def resolve_store(store: str) -> tuple[str, str]:
-    """`(base_url, store_label)` for `my-shop`, `my-shop.myshopify.com` or a base URL."""
-    store = store.strip().rstrip("/")
-    if not store:
-        raise ShopifyConfigError("no Shopify store configured", store="", endpoint="")
-    if "://" in store:
-        parts = urlsplit(store)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ShopifyConfigError(
-                f"store URL {store!r} is not an http(s) base URL", store=store, endpoint=""
-            )
-        return store, parts.netloc
-    host = store if "." in store else f"{store}.myshopify.com"
-    return f"https://{host}", host
-
-
-class ShopifyClient:
+class ShopifyClient(SessionClient):
     """REST Admin API client for one store's orders; one page stream, or several sharing its bucket.
 
     Credentials: exactly one of `access_token` or (`client_id`, `client_secret`). Pacing: a local model of
@@ -165,11 +144,6 @@ class ShopifyClient:
         rng: random.Random | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
-        self._base_url, self.store = resolve_store(store)
-        self.api_version = api_version
-        self._secrets = [s for s in (access_token, client_secret) if s]
-        self._auth = self._make_auth(access_token, client_id, client_secret, clock)
-        self._bucket = LeakyBucket(bucket_size, leak_rate, headroom=bucket_headroom, clock=clock)
         self._retry_policy = RetryPolicy(
             max_retries=max_retries,
             max_throttle_retries=max_throttle_retries,
@@ -177,20 +151,23 @@ class ShopifyClient:
             backoff_cap=backoff_cap,
             rng=rng or random.Random(),
         )
-        self._sleep = sleep
-        self._clock = clock
-        self._log = logger or logging.getLogger(LOGGER_NAME)
-        self._http = httpx.Client(
-            transport=transport,
+        session = ShopifySession(
+            store,
+            access_token=access_token,
+            client_id=client_id,
+            client_secret=client_secret,
+            api_version=api_version,
+            retry_policy=self._retry_policy,
             timeout=timeout,
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "cancel_pipeline"},
+            transport=transport,
+            sleep=sleep,
+            clock=clock,
+            logger=logger,
         )
-        self.stats = ClientStats()
-        self._stats_lock = threading.Lock()
-        self._auth_lock = threading.RLock()
-        # Set on a page-stream worker thread: its fetch's stop event (waits end early, requests stop).
-        self._local = threading.local()
+        super().__init__(session)
+        self._bucket = LeakyBucket(bucket_size, leak_rate, headroom=bucket_headroom, clock=clock)
+        self._clock = clock
+        self._log = session.log
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -233,7 +210,7 @@ class ShopifyClient:
         a fetch cannot tell it from a good one, the warehouse's parse can. A body still damaged is retried
         like a truncated one, and giving up names the request.
         """
-        url = str(httpx.URL(self._base_url).join(request_path))
+        url = str(httpx.URL(self._session.base_url).join(request_path))
         response, count = self._send("GET", url, decode=parsed_order_count)
         if count is None:
             raise self._unexpected_body("GET", url)
@@ -290,28 +267,6 @@ class ShopifyClient:
         order = body.get("order")
         return order if isinstance(order, dict) else body
 
-    def reset_stats(self) -> None:
-        """Start the counters in `stats` from zero."""
-        self.stats = ClientStats()
-
-    def close(self) -> None:
-        """Close the underlying HTTP connections."""
-        self._http.close()
-
-    def __enter__(self) -> ShopifyClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"ShopifyClient(store={self.store!r}, api_version={self.api_version!r})"
-
     # -- paging -------------------------------------------------------------------------------------
 
     def _list_params(
@@ -363,13 +318,9 @@ class ShopifyClient:
                 fetch_slice,
                 workers=workers,
                 queue_pages=workers,
-                bind_stop=self._bind_stop,
+                bind_stop=self._session.bind_stop,
                 name=f"shopify-{self.store}",
             )
-
-    def _bind_stop(self, stop: threading.Event | None) -> None:
-        """Called on a worker thread: its waits end early and its next request raises once `stop` is set."""
-        self._local.stop = stop
 
     def _walk_pages(
         self, url: str, params: dict[str, str | int] | None, first_page_number: int
@@ -411,15 +362,13 @@ class ShopifyClient:
         *,
         params: dict[str, str | int] | None = None,
         json_body: dict[str, Any] | None = None,
-        form: dict[str, str] | None = None,
-        authenticated: bool = True,
         decode: Callable[[bytes], Any] = orjson.loads,
     ) -> tuple[httpx.Response, Any]:
         """Send until a 2xx with a JSON body arrives; returns the response and `decode(body)`.
 
         `decode` raises `orjson.JSONDecodeError` for a body that is not complete JSON, which is retried.
         """
-        call = _Call(method, url, params, json_body, form, authenticated, decode)
+        call = _Call(method, url, params, json_body, decode)
         retries = self._retry_policy.start()
         attempts = 0
         paced, renewed_token = True, False
@@ -429,8 +378,8 @@ class ShopifyClient:
             if isinstance(outcome, _Success):
                 return outcome.response, outcome.value
             if isinstance(outcome, _TokenRefused):
-                if renewed_token or not self._forget_token(call):
-                    raise self._status_error(call.method, call.endpoint, outcome.response, authenticated)
+                if renewed_token or not self._session.forget_token(call.endpoint):
+                    raise self._status_error(call, outcome.response)
                 paced, renewed_token = True, True
                 continue
             delay = retries.after(outcome)
@@ -442,53 +391,45 @@ class ShopifyClient:
 
     def _attempt(self, call: _Call, *, paced: bool, retry: bool) -> _Outcome:
         """Send `call` once and say what came of it; the errors no retry can fix are raised."""
-        self._check_stop()
+        self._session.check_stop()
         request = self._build_request(call, paced=paced)
         sent_at = self._clock()
-        with self._stats_lock:
-            self.stats.requests += 1
-            if retry:
-                self.stats.retries += 1
+        self._session.count_request(retry=retry)
         try:
-            response = self._http.send(request)
+            response = self._session.http.send(request)
         except httpx.TransportError as exc:
             # Timeouts, refused/reset connections and bodies cut short (RemoteProtocolError).
-            self._settle(call, sent_at, None)
+            self._bucket.settle(sent_at, None)
             return Failed(type(exc).__name__)
         except BaseException:
-            self._settle(call, sent_at, None)
+            self._bucket.settle(sent_at, None)
             raise
         return self._classify(call, response, sent_at)
 
     def _build_request(self, call: _Call, *, paced: bool) -> httpx.Request:
         """The request with the current token, once its bucket slot is booked (and waited for if `paced`)."""
-        # Only Admin API calls draw from the bucket; the token exchange does not. Pacing books the slot
-        # before the wait, so concurrent streams line up behind each other instead of colliding.
-        if call.authenticated and paced:
+        # Pacing books the slot before the wait, so concurrent streams line up behind each other instead of
+        # colliding. (The token exchange the header may need draws on no bucket: see `ShopifySession`.)
+        if paced:
             self._wait_for_bucket()
-        elif call.authenticated:
+        else:
             self._bucket.record_request()
         try:
-            with self._auth_lock:
-                headers = {_TOKEN_HEADER: self._auth.token()} if call.authenticated else {}
-            return self._http.build_request(
+            return self._session.http.build_request(
                 call.method,
                 call.url,
                 params=call.params,
                 json=call.json_body,
-                data=call.form,
-                headers=headers,
+                headers=self._session.token_headers(),
             )
         except BaseException:
-            self._settle(call, self._clock(), None)
+            self._bucket.settle(self._clock(), None)
             raise
 
     def _classify(self, call: _Call, response: httpx.Response, sent_at: float) -> _Outcome:
         """Success, a setback worth a retry, a refused token, or (raised) an error no retry can fix."""
-        with self._stats_lock:
-            self.stats.bytes_received += len(response.content)
-        if call.authenticated:
-            self._sync_bucket(response, sent_at)
+        self._session.count_bytes(response)
+        self._sync_bucket(response, sent_at)
         status = response.status_code
         if status == 429:
             return self._throttled(response)
@@ -499,28 +440,16 @@ class ShopifyClient:
                 return Failed("body is not complete JSON (truncated?)", status)
         if (failure := failure_for_status(status)) is not None:
             return failure
-        if status == 401 and call.authenticated:
+        if status == 401:
             return _TokenRefused(response)
-        raise self._status_error(call.method, call.endpoint, response, call.authenticated)
+        raise self._status_error(call, response)
 
     def _throttled(self, response: httpx.Response) -> Throttled:
         """A 429: retry after `Retry-After`, or when the bucket model says one request fits again."""
-        with self._stats_lock:
-            self.stats.throttled_429 += 1
+        self._session.count_throttle()
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         wait = self._bucket.wait_for_throttle() if retry_after is None else retry_after
         return Throttled(wait, status=429, problem="throttled (429)")
-
-    def _forget_token(self, call: _Call) -> bool:
-        """After a 401: drop the token so the next attempt exchanges the credentials again; False if it cannot.
-
-        A client-credentials token can be revoked or expire early; a static token stays refused.
-        """
-        with self._auth_lock:
-            renewable = self._auth.invalidate()
-        if renewable:
-            self._log.info("%s: token refused on %s, exchanging credentials again", self.store, call.endpoint)
-        return renewable
 
     def _wait_before_retry(
         self, call: _Call, setback: Setback, delay: float, retries: RequestRetries
@@ -531,8 +460,7 @@ class ShopifyClient:
             self._log.warning(
                 "%s: %s on %s, waiting %.2f s", self.store, setback.problem, call.endpoint, delay
             )
-            with self._stats_lock:
-                self.stats.rate_limit_wait_s += delay
+            self._session.count_wait(delay)
         else:
             self._log.warning(
                 "%s: %s %s failed (%s), retry %d of %d in %.2f s",
@@ -544,42 +472,19 @@ class ShopifyClient:
                 self._retry_policy.max_retries,
                 delay,
             )
-        self._pause(delay)
+        self._session.pause(delay)
 
-    # -- pacing and stopping ----------------------------------------------------------------------------
-
-    def _check_stop(self) -> None:
-        stop = getattr(self._local, "stop", None)
-        if stop is not None and stop.is_set():
-            raise FetchStopped()
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep; on a page-stream worker, wake as soon as the fetch is stopped (and raise FetchStopped)."""
-        stop: threading.Event | None = getattr(self._local, "stop", None)
-        if stop is None:
-            self._sleep(seconds)
-            return
-        if self._sleep is time.sleep:
-            stop.wait(seconds)
-        else:
-            self._sleep(seconds)
-        self._check_stop()
+    # -- pacing -----------------------------------------------------------------------------------------
 
     def _wait_for_bucket(self) -> None:
         delay = self._bucket.reserve()
         if delay > 0:
-            with self._stats_lock:
-                self.stats.rate_limit_wait_s += delay
+            self._session.count_wait(delay)
             try:
-                self._pause(delay)
+                self._session.pause(delay)
             except BaseException:
                 self._bucket.settle(self._clock(), None)
                 raise
-
-    def _settle(self, call: _Call, sent_at: float, call_limit: tuple[int, int] | None) -> None:
-        """The request's bucket slot is over (no-op for the token exchange, which draws none)."""
-        if call.authenticated:
-            self._bucket.settle(sent_at, call_limit)
 
     def _sync_bucket(self, response: httpx.Response, sent_at: float) -> None:
         call_limit = parse_call_limit(response.headers.get("X-Shopify-Shop-Api-Call-Limit"))
@@ -592,132 +497,18 @@ class ShopifyClient:
             )
         self._bucket.settle(sent_at, call_limit)
 
-    # -- credentials --------------------------------------------------------------------------------
-
-    def _make_auth(
-        self,
-        access_token: str | None,
-        client_id: str | None,
-        client_secret: str | None,
-        clock: Callable[[], float],
-    ) -> AccessTokenProvider:
-        has_grant = bool(client_id) or bool(client_secret)
-        if access_token and has_grant:
-            raise ShopifyConfigError(
-                f"store {self.store}: both an access token and client credentials are configured; "
-                "set SHOPIFY_ACCESS_TOKEN or SHOPIFY_CLIENT_ID/SHOPIFY_CLIENT_SECRET, not both",
-                store=self.store,
-                endpoint="",
-            )
-        if access_token:
-            return StaticToken(access_token)
-        if client_id and client_secret:
-            return ClientCredentialsToken(client_id, client_secret, self._exchange_credentials, clock=clock)
-        if has_grant:
-            missing = "SHOPIFY_CLIENT_SECRET" if client_id else "SHOPIFY_CLIENT_ID"
-            raise ShopifyConfigError(
-                f"store {self.store}: client credentials are incomplete, {missing} is not set",
-                store=self.store,
-                endpoint="",
-            )
-        raise ShopifyConfigError(
-            f"store {self.store}: no credentials configured; set SHOPIFY_ACCESS_TOKEN, or "
-            "SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET for the client-credentials grant",
-            store=self.store,
-            endpoint="",
-        )
-
-    def _exchange_credentials(self, fields: dict[str, str]) -> TokenGrant:
-        """The client-credentials grant: form POST, JSON answer with `access_token` and `expires_in`."""
-        url = f"{self._base_url}/admin/oauth/access_token"
-        _, body = self._send("POST", url, form=fields, authenticated=False)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise self._unexpected_body("POST", url)
-        self._secrets.append(token)
-        expires_in = body.get("expires_in")
-        self._log.info("%s: obtained an access token by client credentials", self.store)
-        return token, float(expires_in) if isinstance(expires_in, int | float) else None
-
     # -- errors ---------------------------------------------------------------------------------------
 
     def _api_url(self, resource: str) -> str:
-        return f"{self._base_url}/admin/api/{self.api_version}/{resource}"
+        return f"{self._session.base_url}/admin/api/{self.api_version}/{resource}"
 
-    def _redact(self, text: str) -> str:
-        """Remove any credential a server might echo back before the text enters an error or a log."""
-        for secret in self._secrets:
-            text = text.replace(secret, _HIDDEN)
-        return text
-
-    def _status_error(
-        self, method: str, endpoint: str, response: httpx.Response, authenticated: bool
-    ) -> ShopifyError:
-        status = response.status_code
-        detail = self._redact(_error_text(response))
-        where = f"store {self.store}, {method} {endpoint}, HTTP {status}"
-        suffix = f": {detail}" if detail else ""
-        error_class: type[ShopifyError] = ShopifyError
-        if not authenticated and status in (400, 401, 403):
-            error_class = ShopifyAuthError
-            hint = "Shopify refused the client credentials; check SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET"
-        elif status == 401:
-            error_class = ShopifyAuthError
-            hint = "Shopify refused the access token; check SHOPIFY_ACCESS_TOKEN (or the client credentials)"
-        elif status == 402:
-            error_class = ShopifyPaymentRequiredError
-            hint = "the store is frozen (payment required); nothing can be read until its bill is paid"
-        elif status == 403:
-            error_class = ShopifyForbiddenError
-            hint = (
-                "the app lacks an access scope: it needs read_orders, and read_all_orders for orders "
-                "older than 60 days"
-            )
-        elif status == 404:
-            error_class = ShopifyNotFoundError
-            hint = (
-                "not found; check the store name and API version (orders older than 60 days also need "
-                "read_all_orders)"
-            )
-        elif status == 423:
-            error_class = ShopifyLockedError
-            hint = "the store is locked"
-        else:
-            hint = "Shopify rejected the request"
-        return error_class(f"{hint} ({where}){suffix}", store=self.store, endpoint=endpoint, status=status)
+    def _status_error(self, call: _Call, response: httpx.Response) -> ShopifyError:
+        return self._session.status_error(f"{call.method} {call.endpoint}", call.endpoint, response)
 
     def _request_failed(self, call: _Call, last: Setback, attempts: int) -> ShopifyRequestFailed:
-        url = self._http.build_request(call.method, call.url, params=call.params).url
-        shown_url = self._redact(str(url))
-        status = f"HTTP {last.status}" if last.status is not None else "no response"
-        return ShopifyRequestFailed(
-            f"{call.method} {shown_url} on store {self.store} still failed after {attempts} attempts "
-            f"(last: {status}, {last.problem})",
-            store=self.store,
-            endpoint=url.path,
-            status=last.status,
-            attempts=attempts,
-        )
+        url = self._session.http.build_request(call.method, call.url, params=call.params).url
+        return self._session.request_failed(f"{call.method} {url}", url.path, last, attempts)
 
     def _unexpected_body(self, method: str, url: str) -> ShopifyError:
         endpoint = urlsplit(url).path
-        return ShopifyError(
-            f"unexpected response body from store {self.store}, {method} {endpoint}",
-            store=self.store,
-            endpoint=endpoint,
-            status=200,
-        )
-
-
-def _error_text(response: httpx.Response, limit: int = 500) -> str:
-    """Shopify's error text from `{"errors": ...}` / `{"error": ...}`, else the start of the body."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return response.text[:limit].strip()
-    if isinstance(body, dict):
-        parts = [body[key] for key in ("errors", "error", "error_description") if key in body]
-        if parts:
-            text = "; ".join(p if isinstance(p, str) else orjson.dumps(p).decode() for p in parts)
-            return text[:limit]
-    return orjson.dumps(body).decode()[:limit]
+        return self._session.unexpected_body(f"{method} {endpoint}", endpoint)
