@@ -19,35 +19,22 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 import httpx
 import orjson
 
-from cancel_pipeline.shopify.auth import AccessTokenProvider, ClientCredentialsToken, StaticToken, TokenGrant
 from cancel_pipeline.shopify.bulk import BulkExport, BulkSettings
-from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, LOGGER_NAME, resolve_store
 from cancel_pipeline.shopify.cost import (
     MAX_QUERY_COST,
     STANDARD_BUCKET_POINTS,
     STANDARD_RESTORE_RATE,
     CostBucket,
 )
-from cancel_pipeline.shopify.errors import (
-    ShopifyAuthError,
-    ShopifyConfigError,
-    ShopifyError,
-    ShopifyForbiddenError,
-    ShopifyLockedError,
-    ShopifyNotFoundError,
-    ShopifyPaymentRequiredError,
-    ShopifyRequestFailed,
-)
+from cancel_pipeline.shopify.errors import ShopifyError, ShopifyRequestFailed
 from cancel_pipeline.shopify.graphql_queries import (
     LINE_ITEM_COST,
     MAX_CONNECTION_PAGE,
@@ -63,15 +50,13 @@ from cancel_pipeline.shopify.graphql_queries import (
     gid,
     orders_search,
 )
-from cancel_pipeline.shopify.pages import ClientStats, OrderPage
+from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.shopify.rate_limit import parse_retry_after
 from cancel_pipeline.shopify.retry import Failed, RetryPolicy, Setback, Throttled, failure_for_status
-from cancel_pipeline.shopify.streams import FetchStopped
+from cancel_pipeline.shopify.session import DEFAULT_API_VERSION, SessionClient, ShopifySession
 
 __all__ = ["ShopifyGraphQLClient", "ShopifyGraphQLError"]
 
-_TOKEN_HEADER = "X-Shopify-Access-Token"
-_HIDDEN = "<hidden>"
 _QUERY_COST = re.compile(r"[Qq]uery cost is (\d+)")
 
 
@@ -91,7 +76,7 @@ class _TooCostly(Exception):
         self.cost = cost
 
 
-class ShopifyGraphQLClient:
+class ShopifyGraphQLClient(SessionClient):
     """GraphQL Admin API client for one store's orders, with `ShopifyClient`'s interface.
 
     Credentials: exactly one of `access_token` or (`client_id`, `client_secret`). Pacing: a model of the
@@ -124,27 +109,25 @@ class ShopifyGraphQLClient:
         bulk_settings: BulkSettings | None = None,
         progress_logger: logging.Logger | None = None,
     ) -> None:
-        self._base_url, self.store = resolve_store(store)
-        self.api_version = api_version
-        self._secrets = [s for s in (access_token, client_secret) if s]
-        self._auth = self._make_auth(access_token, client_id, client_secret, clock)
+        self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
+        session = ShopifySession(
+            store,
+            access_token=access_token,
+            client_id=client_id,
+            client_secret=client_secret,
+            api_version=api_version,
+            retry_policy=self._retry,
+            timeout=timeout,
+            transport=transport,
+            sleep=sleep,
+            clock=clock,
+            logger=logger,
+        )
+        super().__init__(session)
         self._bucket = CostBucket(bucket_points, restore_rate, clock=clock)
         self._max_query_cost = max_query_cost
-        self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
-        self._sleep = sleep
-        self._clock = clock
-        self._log = logger or logging.getLogger(LOGGER_NAME)
+        self._log = session.log
         self._progress = progress_logger or self._log
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=timeout,
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "cancel_pipeline"},
-        )
-        self.stats = ClientStats()
-        self._stats_lock = threading.Lock()
-        self._auth_lock = threading.RLock()
-        self._local = threading.local()
         # Requested cost of one order, learnt from the server's `requestedQueryCost` once it has answered.
         self._order_cost = float(ORDER_COST)
         self.bulk_threshold = bulk_threshold
@@ -158,11 +141,11 @@ class ShopifyGraphQLClient:
     @property
     def http(self) -> httpx.Client:
         """The HTTP connection pool (a bulk result is downloaded through it, without the token)."""
-        return self._http
+        return self._session.http
 
     def pause(self, seconds: float) -> None:
         """Wait, with the client's injectable sleep."""
-        self._pause(seconds)
+        self._session.pause(seconds)
 
     def execute(self, operation: str, query: str, variables: dict[str, Any], cost: float = 10) -> dict:
         """Send one query or mutation, paced and retried; its parsed answer (`data` and `extensions`)."""
@@ -293,28 +276,6 @@ class ShopifyGraphQLClient:
         if not isinstance(count, int) or isinstance(count, bool):
             raise self._unexpected_body("ordersCount")
         return count
-
-    def reset_stats(self) -> None:
-        """Start the counters in `stats` from zero."""
-        self.stats = ClientStats()
-
-    def close(self) -> None:
-        """Close the underlying HTTP connections."""
-        self._http.close()
-
-    def __enter__(self) -> ShopifyGraphQLClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"ShopifyGraphQLClient(store={self.store!r}, api_version={self.api_version!r})"
 
     # -- pages and nested completion ------------------------------------------------------------------
 
@@ -451,31 +412,26 @@ class ShopifyGraphQLClient:
         attempts = 0
         renewed_token = False
         payload = {"query": query, "variables": variables, "operationName": _operation_name(query)}
-        url = self._base_url + self.endpoint
+        url = self._session.base_url + self.endpoint
         while True:
-            self._check_stop()
+            self._session.check_stop()
             self._wait_for_bucket(estimated_cost)
-            with self._auth_lock:
-                headers = {_TOKEN_HEADER: self._auth.token()}
+            headers = self._session.token_headers()
             attempts += 1
-            with self._stats_lock:
-                self.stats.requests += 1
-                if attempts > 1:
-                    self.stats.retries += 1
+            self._session.count_request(retry=attempts > 1)
             setback: Setback
             try:
-                response = self._http.post(url, json=payload, headers=headers)
+                response = self._session.http.post(url, json=payload, headers=headers)
             except httpx.TransportError as exc:
                 # Timeouts, refused/reset connections and bodies cut short (RemoteProtocolError).
                 setback = Failed(type(exc).__name__)
             else:
-                with self._stats_lock:
-                    self.stats.bytes_received += len(response.content)
+                self._session.count_bytes(response)
                 outcome = self._classify(operation, response, estimated_cost)
                 if isinstance(outcome, dict):
                     return response, outcome
                 if outcome is None:
-                    if renewed_token or not self._invalidate_token():
+                    if renewed_token or not self._session.forget_token(self.endpoint):
                         raise self._status_error(operation, response)
                     renewed_token = True  # a client-credentials token expired early: exchange once more
                     continue
@@ -484,9 +440,8 @@ class ShopifyGraphQLClient:
             if delay is None:
                 raise self._request_failed(operation, setback, attempts)
             if isinstance(setback, Throttled):
-                with self._stats_lock:
-                    self.stats.throttled_429 += 1
-                    self.stats.rate_limit_wait_s += delay
+                self._session.count_throttle()
+                self._session.count_wait(delay)
                 self._log.warning("%s: GraphQL %s throttled, waiting %.2f s", self.store, operation, delay)
             else:
                 self._log.warning(
@@ -498,7 +453,7 @@ class ShopifyGraphQLClient:
                     self._retry.max_retries,
                     delay,
                 )
-            self._pause(delay)
+            self._session.pause(delay)
 
     def _classify(
         self, operation: str, response: httpx.Response, estimated_cost: float
@@ -546,101 +501,15 @@ class ShopifyGraphQLClient:
     def _wait_for_bucket(self, cost: float) -> None:
         delay = self._bucket.reserve(cost)
         if delay > 0:
-            with self._stats_lock:
-                self.stats.rate_limit_wait_s += delay
-            self._pause(delay)
-
-    def _invalidate_token(self) -> bool:
-        with self._auth_lock:
-            return self._auth.invalidate()
-
-    def _check_stop(self) -> None:
-        stop = getattr(self._local, "stop", None)
-        if stop is not None and stop.is_set():
-            raise FetchStopped()
-
-    def _pause(self, seconds: float) -> None:
-        self._sleep(seconds)
-        self._check_stop()
-
-    # -- credentials --------------------------------------------------------------------------------
-
-    def _make_auth(
-        self,
-        access_token: str | None,
-        client_id: str | None,
-        client_secret: str | None,
-        clock: Callable[[], float],
-    ) -> AccessTokenProvider:
-        if access_token and (client_id or client_secret):
-            raise ShopifyConfigError(
-                f"store {self.store}: both an access token and client credentials are configured; "
-                "set SHOPIFY_ACCESS_TOKEN or SHOPIFY_CLIENT_ID/SHOPIFY_CLIENT_SECRET, not both",
-                store=self.store,
-                endpoint="",
-            )
-        if access_token:
-            return StaticToken(access_token)
-        if client_id and client_secret:
-            return ClientCredentialsToken(client_id, client_secret, self._exchange_credentials, clock=clock)
-        missing = (
-            "SHOPIFY_CLIENT_SECRET is not set"
-            if client_id
-            else "SHOPIFY_CLIENT_ID is not set"
-            if client_secret
-            else "no credentials configured; set SHOPIFY_ACCESS_TOKEN, or SHOPIFY_CLIENT_ID and "
-            "SHOPIFY_CLIENT_SECRET for the client-credentials grant"
-        )
-        raise ShopifyConfigError(f"store {self.store}: {missing}", store=self.store, endpoint="")
-
-    def _exchange_credentials(self, fields: dict[str, str]) -> TokenGrant:
-        """The client-credentials grant: form POST, JSON answer with `access_token` and `expires_in`."""
-        path = "/admin/oauth/access_token"
-        retries = self._retry.start()
-        while True:
-            setback: Setback
-            try:
-                response = self._http.post(self._base_url + path, data=fields)
-            except httpx.TransportError as exc:
-                setback = Failed(type(exc).__name__)
-            else:
-                if response.status_code in (400, 401, 403):
-                    raise ShopifyAuthError(
-                        "Shopify refused the client credentials; check SHOPIFY_CLIENT_ID and "
-                        f"SHOPIFY_CLIENT_SECRET (store {self.store}, POST {path}, HTTP {response.status_code})",
-                        store=self.store,
-                        endpoint=path,
-                        status=response.status_code,
-                    )
-                failure = failure_for_status(response.status_code)
-                if failure is None:
-                    try:
-                        body = orjson.loads(response.content)
-                    except orjson.JSONDecodeError:
-                        body = None
-                    token = body.get("access_token") if isinstance(body, dict) else None
-                    if not isinstance(token, str) or not token:
-                        raise self._unexpected_body("access_token")
-                    self._secrets.append(token)
-                    expires_in = body.get("expires_in")
-                    return token, float(expires_in) if isinstance(expires_in, int | float) else None
-                setback = failure
-            delay = retries.after(setback)
-            if delay is None:
-                raise self._request_failed("access_token", setback, 0)
-            self._pause(delay)
+            self._session.count_wait(delay)
+            self._session.pause(delay)
 
     # -- errors ---------------------------------------------------------------------------------------
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _HIDDEN)
-        return text
 
     def _graphql_error(self, operation: str, errors: list) -> ShopifyGraphQLError:
         first = errors[0] if errors and isinstance(errors[0], dict) else {}
         code = _dig(first, "extensions", "code")
-        message = self._redact(str(first.get("message", "")))[:300]
+        message = self._session.redact(str(first.get("message", "")))[:300]
         if code == "ACCESS_DENIED":
             hint = (
                 "the app lacks an access scope: grant read_orders, and read_all_orders for orders older than "
@@ -663,52 +532,13 @@ class ShopifyGraphQLClient:
         )
 
     def _status_error(self, operation: str, response: httpx.Response) -> ShopifyError:
-        status = response.status_code
-        detail = self._redact(response.text[:300].strip())
-        where = f"store {self.store}, GraphQL {operation}, {self.endpoint}, HTTP {status}"
-        error_class: type[ShopifyError] = ShopifyError
-        if status == 401:
-            error_class = ShopifyAuthError
-            hint = "Shopify refused the access token; check SHOPIFY_ACCESS_TOKEN (or the client credentials)"
-        elif status == 402:
-            error_class = ShopifyPaymentRequiredError
-            hint = "the store is frozen (payment required); nothing can be read until its bill is paid"
-        elif status == 403:
-            error_class = ShopifyForbiddenError
-            hint = "the app lacks an access scope: it needs read_orders, and read_all_orders beyond 60 days"
-        elif status == 404:
-            error_class = ShopifyNotFoundError
-            hint = "not found; check the store name and SHOPIFY_API_VERSION"
-        elif status == 423:
-            error_class = ShopifyLockedError
-            hint = "the store is locked"
-        else:
-            hint = "Shopify rejected the request"
-        return error_class(
-            f"{hint} ({where}){': ' + detail if detail else ''}",
-            store=self.store,
-            endpoint=self.endpoint,
-            status=status,
-        )
+        return self._session.status_error(f"GraphQL {operation}, {self.endpoint}", self.endpoint, response)
 
     def _request_failed(self, operation: str, last: Setback, attempts: int) -> ShopifyRequestFailed:
-        shown = f"HTTP {last.status}" if last.status is not None else "no response"
-        return ShopifyRequestFailed(
-            f"GraphQL {operation} on store {self.store} ({self.endpoint}) still failed after {attempts} "
-            f"attempts (last: {shown}, {last.problem})",
-            store=self.store,
-            endpoint=self.endpoint,
-            status=last.status,
-            attempts=attempts,
-        )
+        return self._session.request_failed(f"GraphQL {operation}", self.endpoint, last, attempts)
 
     def _unexpected_body(self, operation: str) -> ShopifyError:
-        return ShopifyError(
-            f"unexpected GraphQL answer from store {self.store}, {operation} on {self.endpoint}",
-            store=self.store,
-            endpoint=self.endpoint,
-            status=200,
-        )
+        return self._session.unexpected_body(f"GraphQL {operation} on {self.endpoint}", self.endpoint)
 
 
 def _operation_name(query: str) -> str | None:
