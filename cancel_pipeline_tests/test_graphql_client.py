@@ -288,6 +288,21 @@ def test_bulk_and_paged_reads_of_the_same_range_type_identically(tmp_path) -> No
     assert results[0] == results[1]
 
 
+def test_a_running_bulk_operation_is_polled_a_tenth_of_its_age_apart() -> None:
+    # Doubling the wait would see an operation that ends just after a poll up to its whole age late.
+    shop = GraphQLShop(_bulk_orders(), bulk_polls=40)
+    pauses: list[float] = []
+    sleep = shop.clock.sleep
+    shop.clock.sleep = lambda seconds: (pauses.append(seconds), sleep(seconds))[1]  # type: ignore[method-assign]
+    with _bulk_client(shop, poll_initial_s=1, poll_max_s=30) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert sum(p.order_count for p in pages) == 101
+    assert len(pauses) == 40 and pauses[:10] == [1.0] * 10
+    for number, pause in enumerate(pauses):
+        assert pause == pytest.approx(min(30.0, max(1.0, sum(pauses[:number]) / 10)))
+    assert 1.0 < pauses[-1] < 30.0
+
+
 def test_a_busy_bulk_slot_is_waited_for_then_paged_instead(caplog) -> None:
     shop = GraphQLShop(_bulk_orders(), bulk_busy=100)
     with _bulk_client(shop, wait_for_slot_s=20, poll_initial_s=4) as client:

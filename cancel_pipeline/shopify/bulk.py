@@ -2,7 +2,7 @@
 
 Shopify runs the query on its side and offers the result as a JSONL file: one line per order, one per line
 item and refund line with `__parentId` naming its parent (asked with `groupObjects: true`, so children come
-right after their parent). This module starts the operation, polls it with backoff while logging progress
+right after their parent). This module starts the operation, polls it (each wait a tenth of the time it has run so far) while logging progress
 (objects so far, elapsed), then streams the file and cuts it into pages of whole orders (a chunk ends only
 before an order's line), each landed verbatim; the warehouse joins children to parents inside DuckDB.
 
@@ -122,6 +122,9 @@ class BulkSettings:
     """How long to wait for another bulk query of the app to finish before paging instead."""
     poll_initial_s: float = 1.0
     poll_max_s: float = 30.0
+    poll_fraction: float = 0.1
+    """A poll waits this share of the time the operation has run so far (between the initial and max
+    delays), so the result is seen at most ~10% after it is ready; doubling the delay would risk 100%."""
     chunk_bytes: int = BULK_CHUNK_BYTES
     download_attempts: int = 5
 
@@ -182,11 +185,12 @@ class BulkExport:
         """Poll until the operation ends; its final state (COMPLETED), or BulkOperationFailed."""
         assert self.operation_id is not None
         started = time.monotonic()
-        delay = self.settings.poll_initial_s
+        waited = 0.0
         while True:
             state = self.poll()
             status = state.get("status")
-            elapsed = time.monotonic() - started
+            # The pauses count even when the client's sleep is not the wall clock's (tests).
+            elapsed = max(time.monotonic() - started, waited)
             self.client.log.info(
                 "%s: bulk operation %s %s: %s objects (%s orders) after %.0f s",
                 self.client.store,
@@ -202,8 +206,9 @@ class BulkExport:
                 return state
             if self.ended:
                 raise self._ended(state)
+            delay = poll_delay(elapsed, self.settings)
             self.client.pause(delay)
-            delay = min(delay * 2, self.settings.poll_max_s)
+            waited += delay
 
     def poll(self) -> dict[str, Any]:
         """The operation's current state."""
@@ -340,6 +345,11 @@ class BulkExport:
             )
         )
         return BulkOperationFailed(message, store=self.client.store, endpoint=self.client.endpoint)
+
+
+def poll_delay(elapsed: float, settings: BulkSettings) -> float:
+    """Seconds until the next poll of an operation that has run `elapsed` seconds."""
+    return min(settings.poll_max_s, max(settings.poll_initial_s, elapsed * settings.poll_fraction))
 
 
 def _in_progress(error: dict[str, Any]) -> bool:
