@@ -86,7 +86,9 @@ class Recorder(httpx.BaseTransport):
         query.actual = float(cost.get("actualQueryCost") or 0)
         errors = body.get("errors") if isinstance(body, dict) else None
         query.throttled = response.status_code == 429 or any(
-            (e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors or [] if isinstance(e, dict)
+            (e.get("extensions") or {}).get("code") == "THROTTLED"
+            for e in errors or []
+            if isinstance(e, dict)
         )
         with self.lock:
             self.queries.append(query)

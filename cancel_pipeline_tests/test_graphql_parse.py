@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cancel_pipeline.shopify.client import ShopifyClient
 from cancel_pipeline.shopify.pages import OrderPage
 from cancel_pipeline.warehouse.derive import derive_new_pages
+from cancel_pipeline.warehouse.graphql_orders import BULK_OBJECTS_SELECT
 from cancel_pipeline.warehouse.raw_pages import land_page, reparse_landed_pages
 from cancel_pipeline.warehouse.schema import ensure_schema
 from cancel_pipeline_tests.graphql_builders import bulk_lines, graphql_node, graphql_page
@@ -328,3 +329,22 @@ def test_bulk_refund_lines_under_the_order_instead_of_a_refund_are_a_reject(
     [row] = table_rows(con, "select order_id, reason, detail from raw_order_objects")
     assert (row["order_id"], row["reason"]) == (3, "refunds_invalid")
     assert "not a refund" in row["detail"]
+
+
+def test_each_bulk_line_is_parsed_once_however_many_parts_of_the_query_read_it(tmp_path: Path) -> None:
+    # Inlined, the parse was repeated in every filter and join that reads a line (14 times in the plan),
+    # which halved the landing rate of a bulk result.
+    chunk = tmp_path / "chunk.jsonl"
+    chunk.write_bytes(b"".join(bulk_lines([order(1, utc(2024, 3, 1, 10), line_items=[line_item(11, 2)])])))
+    con = duckdb.connect()
+    plan = "".join(
+        row[1]
+        for row in con.execute(
+            "explain " + BULK_OBJECTS_SELECT, {"files": [str(chunk)], "seqs": [1]}
+        ).fetchall()
+    )
+    assert plan.count("json_transform(line") <= 1
+    rows = con.execute(
+        f"select order_id, reason from ({BULK_OBJECTS_SELECT})", {"files": [str(chunk)], "seqs": [1]}
+    ).fetchall()
+    assert rows == [(1, None)]

@@ -243,7 +243,8 @@ bulk_lines as (
 )"""
 
 _BULK_SOURCE = f"""{_BULK_LINES},
-bulk_parsed as (
+-- materialized: inlined, DuckDB parsed each line again in every filter and join below that reads it
+bulk_parsed as materialized (
     select page_seq, line_no, line, json_transform(line, '{BULK_LINE_STRUCTURE}') as j from bulk_lines
 ),
 bulk_roots as (
