@@ -288,6 +288,25 @@ def test_bulk_and_paged_reads_of_the_same_range_type_identically(tmp_path) -> No
     assert results[0] == results[1]
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 700, 4096, 50_000])
+def test_bulk_chunks_are_cut_before_the_first_order_line_past_the_chunk_size(chunk_bytes: int) -> None:
+    with _bulk_client(GraphQLShop(_bulk_orders()), chunk_bytes=10**9) as client:
+        [whole] = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    expected: list[tuple[bytes, int]] = []
+    body, orders = b"", 0
+    for line in whole.body.splitlines(keepends=True):  # the rule, line by line
+        is_order = b'"__parentId"' not in line
+        if is_order and len(body) >= chunk_bytes:
+            expected.append((body, orders))
+            body, orders = b"", 0
+        body, orders = body + line, orders + is_order
+    expected.append((body, orders))
+    with _bulk_client(GraphQLShop(_bulk_orders()), chunk_bytes=chunk_bytes) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert [(p.body, p.order_count) for p in pages] == expected
+    assert whole.order_count == 101 and len(pages) == len(expected) > (1 if chunk_bytes < 50_000 else 0)
+
+
 def test_a_running_bulk_operation_is_polled_a_tenth_of_its_age_apart() -> None:
     # Doubling the wait would see an operation that ends just after a poll up to its whole age late.
     shop = GraphQLShop(_bulk_orders(), bulk_polls=40)
