@@ -153,6 +153,7 @@ def run_phase(path: Path, database: Path) -> dict[str, Any]:
     pages = export.pages({"url": "http://bulk.invalid/result.jsonl"}, "bulk bench")
     with spooled_pages(pages, database=database) as spool:
         spooled = time.perf_counter()
+        peak_spooled = _peak_rss_mb()
         with warehouse_connection(database, config=CONNECTION_CONFIG) as con:
             landed = land_pages(
                 con,
@@ -166,6 +167,7 @@ def run_phase(path: Path, database: Path) -> dict[str, Any]:
             )
             con.execute("checkpoint")
     landed_at = time.perf_counter()
+    peak_landed = _peak_rss_mb()
     with warehouse_connection(database, config=CONNECTION_CONFIG) as con:
         derived = derive_new_pages(con)
         con.execute("checkpoint")
@@ -179,6 +181,7 @@ def run_phase(path: Path, database: Path) -> dict[str, Any]:
         seconds=round(ended - started, 2),
         row_counts=derived.row_counts,
         peak_rss_mb=round(_peak_rss_mb()),
+        peak_rss_mb_after=[round(peak_spooled), round(peak_landed)],
     )
     return figures
 

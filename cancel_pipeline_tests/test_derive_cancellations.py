@@ -256,3 +256,26 @@ def test_many_orders_sharing_one_updated_at_second_are_all_kept(con):
         600,
     )
     assert con.execute("select count(*) from canceled_line_items").fetchone()[0] == 600
+
+
+def test_pages_are_derived_in_batches_bounded_by_orders_as_well_as_pages(con):
+    # A bulk chunk holds thousands of orders: batching by pages alone folded a whole 1M-order backfill at once.
+    second = utc(2025, 3, 3, 10, 30, 15)
+    sizes = [3, 3, 5, 1]
+    first = 1000
+    for page_number, size in enumerate(sizes, start=1):
+        orders = [order(first + n, second, cancelled_at=second) for n in range(size)]
+        land_page(con, orders, page_number=page_number)
+        first += size
+    result = derive_new_pages(con, batch_orders=4)
+
+    assert result.batches == 4  # [3], [3], [5] (one page alone may hold more), [1]
+    assert result.pages_processed == 4 and result.new_versions == 12
+    assert con.execute("select count(*) from canceled_orders").fetchone()[0] == 12
+
+
+def test_batches_of_pages_fill_up_to_the_order_bound(con):
+    second = utc(2025, 3, 3, 10, 30, 15)
+    for page_number in range(1, 5):
+        land_page(con, [order(1000 + page_number, second, cancelled_at=second)], page_number=page_number)
+    assert derive_new_pages(con, batch_orders=2, batch_pages=400).batches == 2

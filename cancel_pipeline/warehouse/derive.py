@@ -1,8 +1,8 @@
 """Incremental, set-based derivation of every warehouse table from `raw_order_pages`.
 
 `derive_new_pages` folds every raw page above the stored watermark into the derived tables in one
-transaction. Pages are taken in `page_seq` order, in batches of `batch_pages`, so memory stays bounded however
-large a backfill is: each batch's pages are unnested, `STAGE_PAGES` pages a statement, into a temp table
+transaction. Pages are taken in `page_seq` order, in batches of at most `batch_pages` pages and `batch_orders`
+orders, so memory stays bounded however large a backfill is: each batch's pages are unnested, `STAGE_PAGES` pages a statement, into a temp table
 of typed orders (`typed_orders.STAGE_ORDERS_SQL`), then rejects, versions, supersession and the current-state
 tables of the orders the batch touched are updated with a handful of statements. Nothing loops over orders
 in Python.
@@ -15,7 +15,7 @@ greatest updated_at. So re-deriving, or landing windows in any order, gives the 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +86,8 @@ class DeriveResult:
     canceled_orders_preview: list[dict[str, Any]] = field(default_factory=list)
     canceled_line_items_preview: list[dict[str, Any]] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    """How many batches the pages were folded in (`batch_pages`, `batch_orders`)."""
 
     def counts(self) -> dict[str, int]:
         """Every count as one flat mapping, named for display (e.g. `canceled_orders_inserted`)."""
@@ -120,6 +122,7 @@ def derive_new_pages(
     now: datetime | None = None,
     full_refresh: bool = False,
     batch_pages: int = 400,
+    batch_orders: int = 100_000,
 ) -> DeriveResult:
     """Fold every raw page above the watermark into the derived tables, atomically.
 
@@ -129,13 +132,15 @@ def derive_new_pages(
     `derivation_state`. On any error the transaction is rolled back, so every table and
     the watermark are as they were before the call.
     """
-    if batch_pages < 1:
-        raise ValueError("batch_pages must be at least 1")
+    if batch_pages < 1 or batch_orders < 1:
+        raise ValueError(
+            f"batch_pages and batch_orders must be at least 1, got {batch_pages} and {batch_orders}"
+        )
     derived_at = now or datetime.now(UTC)
     ensure_schema(con)
     con.execute("begin transaction")
     try:
-        result = _derive_in_transaction(con, derived_at, full_refresh, batch_pages)
+        result = _derive_in_transaction(con, derived_at, full_refresh, batch_pages, batch_orders)
         _drop_temp_tables(con)
         pause_for_kill_probe("derivation")
         con.execute("commit")
@@ -149,7 +154,11 @@ def derive_new_pages(
 
 
 def _derive_in_transaction(
-    con: duckdb.DuckDBPyConnection, derived_at: datetime, full_refresh: bool, batch_pages: int
+    con: duckdb.DuckDBPyConnection,
+    derived_at: datetime,
+    full_refresh: bool,
+    batch_pages: int,
+    batch_orders: int,
 ) -> DeriveResult:
     watermark_before = read_watermark(con)
     watermark = 0 if full_refresh else watermark_before
@@ -158,12 +167,14 @@ def _derive_in_transaction(
         reparse_landed_pages(con)
         for table in DERIVED_TABLES:
             con.execute(f"delete from {table}")
-    page_seqs = [
-        int(row[0])
-        for row in con.execute(
-            "select page_seq from raw_order_pages where page_seq > ? order by page_seq", [watermark]
+    pages = [
+        (int(seq), int(orders or 0))
+        for seq, orders in con.execute(
+            "select page_seq, order_count from raw_order_pages where page_seq > ? order by page_seq",
+            [watermark],
         ).fetchall()
     ]
+    page_seqs = [seq for seq, _ in pages]
     result = DeriveResult(
         full_refresh=full_refresh,
         watermark_before=watermark_before,
@@ -173,14 +184,30 @@ def _derive_in_transaction(
     columns = {
         table: ", ".join(name for name, _ in table_column_schema(con, table)) for table in CURRENT_TABLE_SQL
     }
-    for start in range(0, len(page_seqs), batch_pages):
-        _derive_batch(con, page_seqs[start : start + batch_pages], watermark, columns, result)
+    for batch in _batches(pages, batch_pages, batch_orders):
+        _derive_batch(con, batch, watermark, columns, result)
+        result.batches += 1
     result.rejects_removed = _drop_rejects_of_replaced_pages(con)
     _write_watermark(con, result.watermark_after, watermark_before, derived_at)
     result.row_counts = {
         table: int(con.execute(f"select count(*) from {table}").fetchone()[0]) for table in DERIVED_TABLES
     }
     return result
+
+
+def _batches(pages: list[tuple[int, int]], batch_pages: int, batch_orders: int) -> Iterator[list[int]]:
+    """Consecutive page_seqs, at most `batch_pages` pages and, unless one page alone holds more,
+    `batch_orders` orders a batch: a bulk chunk holds thousands of orders where a REST page holds 250."""
+    batch: list[int] = []
+    orders = 0
+    for seq, count in pages:
+        if batch and (len(batch) == batch_pages or orders + count > batch_orders):
+            yield batch
+            batch, orders = [], 0
+        batch.append(seq)
+        orders += count
+    if batch:
+        yield batch
 
 
 def _derive_batch(
