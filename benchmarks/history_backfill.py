@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,7 @@ from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.shopify.resource import ShopifyResource
 
 REST_BUCKET, REST_LEAK = 40, 2.0
+_COMPLETED = re.compile(r"COMPLETED: (\d+) objects \((\d+) orders\) after (\d+) s")
 GRAPHQL_POINTS, GRAPHQL_RATE = 2000.0, 100.0
 
 
@@ -72,6 +74,10 @@ class ReadResult:
     fetch_land_s: float
     finish_s: float
     rest_floor_s: float
+    bulk_objects: int
+    """The operation's objectCount (JSONL lines: orders, line items, refund lines)."""
+    bulk_seen_completed_s: float
+    """When the client saw the operation COMPLETED, from its start (the store's model plus polling)."""
 
 
 def start_store(orders_per_hour: float, start_delay: float, per_1000: float) -> tuple[subprocess.Popen, str]:
@@ -150,6 +156,11 @@ def run_read(
                 raise RuntimeError(f"the {read} run failed")
             logs = instance.all_logs(result.run_id)
             landed_at = next(e.timestamp for e in logs if (e.user_message or "").startswith("Landed "))
+            completed = [
+                e.user_message
+                for e in logs
+                if "bulk operation" in (e.user_message or "") and "COMPLETED" in e.user_message
+            ]
             step_started = next(
                 e.timestamp
                 for e in logs
@@ -174,6 +185,10 @@ def run_read(
         fetch_land_s=round(landed_at - step_started, 1),
         finish_s=round(ended - landed_at, 1),
         rest_floor_s=round(pages_rest / REST_LEAK, 1) if read == "rest" else float("nan"),
+        bulk_objects=int(match.group(1))
+        if (match := _COMPLETED.search(completed[-1] if completed else ""))
+        else 0,
+        bulk_seen_completed_s=float(match.group(3)) if match else float("nan"),
     )
 
 
@@ -200,13 +215,13 @@ def main() -> None:
         print(json.dumps(asdict(results[-1])), flush=True)
     print(
         "| read | windows | orders | pages | requests | throttled | total s | run start s | fetch+land s |"
-        " finish s |"
+        " finish s | bulk objects | bulk seen COMPLETED at s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.read} | {r.windows} | {r.orders} | {r.pages} | {r.requests} | {r.throttled} | {r.total_s} "
-            f"| {r.run_start_s} | {r.fetch_land_s} | {r.finish_s} |"
+            f"| {r.run_start_s} | {r.fetch_land_s} | {r.finish_s} | {r.bulk_objects} | {r.bulk_seen_completed_s} |"
         )
     print(json.dumps({"benchmark": "history_backfill", "results": [asdict(r) for r in results]}))
 
