@@ -118,6 +118,8 @@ class PlanResult:
     steady_queries: int
     orders: int
     pages: int
+    steady_orders_per_s: float
+    """Orders of the pages that arrived in the steady state, per second of it."""
     steady_actual_points_per_s: float
     steady_requested_points_per_s: float
     ratio_actual: float
@@ -181,7 +183,7 @@ def run_plan(plan: str, seconds: float, days: float, orders_per_hour: float, max
         window = {"updated_at_min": NOW - timedelta(days=days), "updated_at_max": NOW}
         started = time.monotonic()
         steady_start: float | None = None
-        orders = pages = 0
+        orders = pages = steady_orders = 0
         client_cpu = store_cpu = 0.0
 
         def done() -> bool:
@@ -195,6 +197,8 @@ def run_plan(plan: str, seconds: float, days: float, orders_per_hour: float, max
                 for page in client.iter_order_pages(**window):
                     orders += page.order_count
                     pages += 1
+                    if steady_start is not None:
+                        steady_orders += page.order_count
                     if steady_start is None and client.stats.rate_limit_wait_s > 0:
                         steady_start = next(q.sent for q in recorder.queries if q.waited_before)
                         client_cpu, store_cpu = time.process_time(), process_cpu_s(process.pid)
@@ -228,6 +232,7 @@ def run_plan(plan: str, seconds: float, days: float, orders_per_hour: float, max
         steady_queries=len(counted),
         orders=orders,
         pages=pages,
+        steady_orders_per_s=round(steady_orders / (ended - steady_start), 1),
         steady_actual_points_per_s=round(actual / span, 1),
         steady_requested_points_per_s=round(requested / span, 1),
         ratio_actual=round(actual / span / restore_rate, 3),
@@ -263,6 +268,7 @@ def main() -> None:
             r.steady_seconds,
             r.steady_queries,
             r.orders,
+            r.steady_orders_per_s,
             r.steady_actual_points_per_s,
             r.ratio_actual,
             r.steady_requested_points_per_s,
@@ -283,6 +289,7 @@ def main() -> None:
         "steady s",
         "queries",
         "orders",
+        "steady orders/s",
         "actual pts/s",
         "ratio actual",
         "requested pts/s",
