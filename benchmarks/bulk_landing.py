@@ -157,6 +157,7 @@ def run_phase(path: Path, database: Path) -> dict[str, Any]:
         with warehouse_connection(database, config=CONNECTION_CONFIG) as con:
             landed = land_pages(
                 con,
+                store="demo",
                 asset="raw_updated_order_pages",
                 partition_key="bench",
                 window_start=None,
