@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
@@ -36,15 +35,17 @@ from cancel_pipeline_testkit.graphql import DagsterGraphQLClient, GraphQLError  
 
 __all__ = [
     "PROJECT_ROOT",
+    "STORAGES",
     "DagsterDevServer",
     "DagsterGraphQLClient",
     "RunTiming",
     "SensorTick",
     "backfill_times",
     "dagster_dev_on_store",
-    "instance_yaml",
+    "instance_on",
     "launch_range_run",
     "read_only_query",
+    "run_log_messages",
     "run_timings",
     "runs_of_job",
     "sensor_ticks",
@@ -193,18 +194,29 @@ class SensorTick:
     skip_reason: str | None
 
 
-def instance_yaml(storage: str) -> str:
-    """The instance's dagster.yaml for `storage`: "project" is the project's file as it is (its pooled
-    SQLite event log), "stock" the same file without `event_log_storage:`, i.e. Dagster's own SQLite
-    event log in the same folders, to show what the project's storage changes."""
-    text = (PROJECT_ROOT / "deploy" / "local" / "dagster.yaml").read_text()
-    if storage == "project":
-        return text
-    if storage != "stock":
-        raise ValueError(f"unknown storage {storage!r}: project or stock")
-    config = yaml.safe_load(text)
-    config.pop("event_log_storage", None)
-    return yaml.safe_dump(config, sort_keys=False)
+STORAGES = ("sqlite", "postgres")
+"""Instance storages a benchmark can run `dagster dev` on: Dagster's stock SQLite (deploy/local/) or
+PostgreSQL (deploy/postgres/, on a throwaway local cluster)."""
+
+
+@contextmanager
+def instance_on(storage: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The instance's dagster.yaml text and the variables it needs, for a fresh instance on `storage`.
+
+    "sqlite" is deploy/local/dagster.yaml as it is (Dagster's own SQLite storage in DAGSTER_HOME);
+    "postgres" is deploy/postgres/dagster.yaml as it is, on a throwaway cluster started here (stopped and
+    deleted on exit), its URL in `DAGSTER_POSTGRES_URL`.
+    """
+    if storage == "sqlite":
+        yield (PROJECT_ROOT / "deploy" / "local" / "dagster.yaml").read_text(), {}
+        return
+    if storage != "postgres":
+        raise ValueError(f"unknown storage {storage!r}: one of {', '.join(STORAGES)}")
+    from cancel_pipeline_testkit.postgres import run_postgres_cluster
+
+    with run_postgres_cluster() as cluster:
+        config = (PROJECT_ROOT / "deploy" / "postgres" / "dagster.yaml").read_text()
+        yield config, {"DAGSTER_POSTGRES_URL": cluster.url}
 
 
 @contextmanager
@@ -321,6 +333,58 @@ def sensor_ticks(client: DagsterGraphQLClient, sensor_name: str, limit: int = 20
         for tick in result["sensorState"]["ticks"]
     ]
     return sorted(ticks, key=lambda tick: tick.timestamp)
+
+
+_LOGS_FOR_RUN = """
+query LogsForRun($runId: ID!, $afterCursor: String, $limit: Int) {
+  logsForRun(runId: $runId, afterCursor: $afterCursor, limit: $limit) {
+    __typename
+    ... on EventConnection {
+      cursor
+      hasMore
+      events { __typename ... on MessageEvent { message timestamp stepKey eventType } }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One event of a run's log: its type (`ASSET_MATERIALIZATION`, None for a log message), step, message and
+    time (epoch seconds)."""
+
+    event_type: str | None
+    step_key: str | None
+    message: str
+    timestamp: float
+
+
+def run_log_messages(client: DagsterGraphQLClient, run_id: str, page: int = 5000) -> list[RunEvent]:
+    """Every event of the run's log, oldest first, read page by page as the UI's run view does."""
+    events: list[RunEvent] = []
+    cursor: str | None = None
+    while True:
+        result = client.execute(_LOGS_FOR_RUN, {"runId": run_id, "afterCursor": cursor, "limit": page})
+        connection = result["logsForRun"]
+        if connection["__typename"] != "EventConnection":
+            raise GraphQLError(
+                f"logs of run {run_id}: {connection['__typename']}: {connection.get('message')}"
+            )
+        events += [
+            RunEvent(
+                event_type=event.get("eventType"),
+                step_key=event.get("stepKey"),
+                message=event.get("message") or "",
+                timestamp=int(event["timestamp"]) / 1000.0,
+            )
+            for event in connection["events"]
+            if "timestamp" in event
+        ]
+        cursor = connection["cursor"]
+        if not connection["hasMore"]:
+            return events
 
 
 def read_only_query(database: Path, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]] | None:

@@ -6,9 +6,9 @@ Dagster run materializes a raw asset over a range of windows (`dg.materialize` w
 single-run backfill launches it), with `ShopifyResource(store=url, bucket_size=..., leak_rate=...,
 fetch_streams=--streams)` and the warehouse resource on a fresh DuckDB file. The run therefore includes Dagster's
 start and finish, the HTTP fetch into the spool and the landing transaction. The Dagster instance is the
-project's `dagster.yaml` in a temporary DAGSTER_HOME (SQLite, with the pooled event log of
-`cancel_pipeline.instance_storage`), Dagster's stock SQLite storage with `--instance stock`, or in memory
-with `--instance ephemeral`, to tell Dagster's own cost per window from its storage's.
+project's `dagster.yaml` in a temporary DAGSTER_HOME (Dagster's own SQLite storage with the project's
+settings), a temporary instance with Dagster's defaults alone with `--instance stock`, or in memory with
+`--instance ephemeral`, to tell Dagster's own cost per window from its storage's.
 
 The store's density (`--orders-per-hour`) defaults per plan to a plausible store of that plan: 200 orders
 an hour (about 5,000 a day, a busy Standard/Shopify-plan store) under Standard and 600 an hour (about
@@ -246,7 +246,7 @@ def run_plan(
                 dagster_home = Path(scratch) / "dagster"
                 dagster_home.mkdir()
                 if instance_kind == "sqlite":
-                    # The project's instance settings, pooled SQLite event log included, as deployed.
+                    # The project's instance settings, as deployed on one machine.
                     shutil.copyfile(PROJECT_DAGSTER_YAML, dagster_home / "dagster.yaml")
                     os.environ["DAGSTER_HOME"] = str(dagster_home)
                     instance = dg.DagsterInstance.from_config(str(dagster_home))
