@@ -129,12 +129,16 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def launch_range_run(client: DagsterGraphQLClient, job: str, first: str, last: str) -> str:
+def launch_range_run(
+    client: DagsterGraphQLClient, job: str, first: str, last: str, assets: Sequence[str] = ()
+) -> str:
     """Launch one run of `job` over the partitions `first`..`last` (both included) and return its id.
 
     This is what the UI sends when a range is launched as a single run: `launchPipelineExecution` with the
     job's selector and the tags `dagster/asset_partition_range_start` / `_end` (the UI's `buildExecutionParams`
-    in the Materialize dialog), so the run goes through the run queue, not the backfill daemon.
+    in the Materialize dialog), so the run goes through the run queue, not the backfill daemon. With `assets`
+    (and `job` "__ASSET_JOB", Dagster's implicit asset job), the run materializes those assets alone, as the
+    asset page's Materialize dialog launches them.
     """
     repositories = client.execute(_JOB_REPOSITORIES)["repositoriesOrError"]
     if repositories["__typename"] != "RepositoryConnection":
@@ -149,6 +153,7 @@ def launch_range_run(client: DagsterGraphQLClient, job: str, first: str, last: s
             "repositoryLocationName": owners[0]["location"]["name"],
             "repositoryName": owners[0]["name"],
             "pipelineName": job,
+            **({"assetSelection": [{"path": [key]} for key in assets]} if assets else {}),
         },
         "executionMetadata": {
             "tags": [{"key": RANGE_START_TAG, "value": first}, {"key": RANGE_END_TAG, "value": last}]
