@@ -130,7 +130,12 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def launch_range_run(
-    client: DagsterGraphQLClient, job: str, first: str, last: str, assets: Sequence[str] = ()
+    client: DagsterGraphQLClient,
+    job: str,
+    first: str,
+    last: str,
+    assets: Sequence[str] = (),
+    run_config: str = "{}",
 ) -> str:
     """Launch one run of `job` over the partitions `first`..`last` (both included) and return its id.
 
@@ -148,7 +153,7 @@ def launch_range_run(
         raise GraphQLError(f"job {job} found in {len(owners)} repositories, expected 1")
     params = {
         "mode": "default",
-        "runConfigData": "{}",
+        "runConfigData": run_config,
         "selector": {
             "repositoryLocationName": owners[0]["location"]["name"],
             "repositoryName": owners[0]["name"],
