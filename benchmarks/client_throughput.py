@@ -86,26 +86,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_store(
-    bucket_size: int, leak_rate: float, orders_per_hour: float = 200.0
-) -> tuple[subprocess.Popen, str]:
-    """Serve a demo store in a subprocess; returns the process and its base URL once it answers."""
+def serve_store_process(*options: str) -> tuple[subprocess.Popen, str]:
+    """Serve a demo store frozen at NOW in a subprocess with the given `serve` options; returns the process
+    and its base URL once it answers."""
     port = free_port()
     command = [
-        sys.executable,
-        "-m",
-        "cancel_pipeline_simulators.demo_store",
-        "serve",
-        "--port",
-        str(port),
-        "--bucket-size",
-        str(bucket_size),
-        "--leak-rate",
-        str(leak_rate),
-        "--orders-per-hour",
-        f"{orders_per_hour:g}",
-        "--now",
-        NOW.isoformat(),
+        *(sys.executable, "-m", "cancel_pipeline_simulators.demo_store", "serve"),
+        *("--port", str(port), "--now", NOW.isoformat(), *options),
     ]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
@@ -118,6 +105,16 @@ def start_store(
             time.sleep(0.1)
     stop_store(process)
     raise RuntimeError("the demo store did not start within 30 s")
+
+
+def start_store(
+    bucket_size: int, leak_rate: float, orders_per_hour: float = 200.0
+) -> tuple[subprocess.Popen, str]:
+    """Serve a demo store with a REST bucket in a subprocess; returns the process and its base URL."""
+    return serve_store_process(
+        *("--bucket-size", str(bucket_size), "--leak-rate", str(leak_rate)),
+        *("--orders-per-hour", f"{orders_per_hour:g}"),
+    )
 
 
 def stop_store(process: subprocess.Popen) -> None:

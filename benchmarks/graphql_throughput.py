@@ -39,7 +39,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from client_throughput import NOW, free_port, process_cpu_s, stop_store
+from client_throughput import NOW, process_cpu_s, serve_store_process, stop_store
 
 from cancel_pipeline.shopify.graphql import ShopifyGraphQLClient
 
@@ -136,34 +136,8 @@ class PlanResult:
 
 def start_store(plan: str, orders_per_hour: float) -> tuple[subprocess.Popen, str]:
     """Serve a demo store with the plan's GraphQL bucket in a subprocess; the process and its base URL."""
-    import subprocess
 
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "cancel_pipeline_simulators.demo_store",
-        "serve",
-        "--port",
-        str(port),
-        "--graphql-plan",
-        plan,
-        "--orders-per-hour",
-        f"{orders_per_hour:g}",
-        "--now",
-        NOW.isoformat(),
-    ]
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base_url}/_demo/stats", timeout=1).raise_for_status()
-            return process, base_url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop_store(process)
-    raise RuntimeError("the demo store did not start within 30 s")
+    return serve_store_process("--graphql-plan", plan, "--orders-per-hour", f"{orders_per_hour:g}")
 
 
 def run_plan(plan: str, seconds: float, days: float, orders_per_hour: float, max_fill_s: float) -> PlanResult:

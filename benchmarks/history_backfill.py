@@ -43,7 +43,7 @@ import httpx
 os.environ["CANCEL_PIPELINE_FIRST_WINDOW"] = "2024-01-01T00:00:00Z"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from client_throughput import NOW, free_port, stop_store
+from client_throughput import NOW, serve_store_process, stop_store
 from ingestion import fill_bucket
 
 from cancel_pipeline.defs.ingestion.partitions import PARTITION_KEY_FORMAT
@@ -82,24 +82,11 @@ class ReadResult:
 
 def start_store(orders_per_hour: float, start_delay: float, per_1000: float) -> tuple[subprocess.Popen, str]:
     """Serve the demo store with Standard buckets and the given bulk latency model; process and URL."""
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "cancel_pipeline_simulators.demo_store", "serve", "--port", str(port)),
+    return serve_store_process(
         *("--bucket-size", str(REST_BUCKET), "--leak-rate", f"{REST_LEAK:g}", "--graphql-plan", "standard"),
-        *("--orders-per-hour", f"{orders_per_hour:g}", "--now", NOW.isoformat()),
+        *("--orders-per-hour", f"{orders_per_hour:g}"),
         *("--bulk-start-delay", f"{start_delay:g}", "--bulk-seconds-per-1000", f"{per_1000:g}"),
-    ]
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base_url}/_demo/stats", timeout=1).raise_for_status()
-            return process, base_url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop_store(process)
-    raise RuntimeError("the demo store did not start within 30 s")
+    )
 
 
 def run_read(
