@@ -6,8 +6,6 @@ gets its own instance folder and DuckDB file under pytest's temporary directory.
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline_testkit.dagster_dev import DagsterDevServer, run_dagster_dev
 from cancel_pipeline_testkit.graphql import DagsterGraphQLClient
 from cancel_pipeline_testkit.selection import downstream_closure, partition_ranges
+from cancel_pipeline_testkit.warehouse_snapshot import snapshot_when_idle
 
 from cancel_pipeline_tests.e2e.scenario import (
     BACKFILL_ROOT,
@@ -105,22 +104,9 @@ def warehouse(
     (which keeps writers out), copied, and released at once: later runs never wait on the tests.
     """
     source = completed_backfill.server.duckdb_path
-    snapshot = tmp_path_factory.mktemp("warehouse") / source.name
-    deadline = time.monotonic() + 120
-    while True:
-        if not graphql.unfinished_run_ids():
-            try:
-                with duckdb.connect(str(source), read_only=True):
-                    shutil.copyfile(source, snapshot)
-                    wal = source.with_name(source.name + ".wal")
-                    if wal.exists():
-                        shutil.copyfile(wal, snapshot.with_name(snapshot.name + ".wal"))
-                break
-            except duckdb.IOException:
-                pass  # a run started between the query and the open: wait for it
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{source} stayed locked by runs {graphql.unfinished_run_ids()}")
-        time.sleep(0.5)
+    snapshot = snapshot_when_idle(
+        source, tmp_path_factory.mktemp("warehouse") / source.name, graphql.unfinished_run_ids
+    )
     connection = duckdb.connect(str(snapshot), read_only=True)
     try:
         yield connection

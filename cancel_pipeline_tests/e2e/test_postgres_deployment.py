@@ -9,8 +9,6 @@ store's frozen clock, up to `BACKFILL_SPAN`), so the test holds whatever the par
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +22,7 @@ from cancel_pipeline_testkit.deployment import Deployment, run_deployment
 from cancel_pipeline_testkit.graphql import Backfill, DagsterGraphQLClient
 from cancel_pipeline_testkit.postgres import PostgresCluster, find_postgres_bindir, run_postgres_cluster
 from cancel_pipeline_testkit.selection import downstream_closure, partition_keys_in_range, partition_ranges
+from cancel_pipeline_testkit.warehouse_snapshot import snapshot_when_idle
 
 from cancel_pipeline_tests.e2e.scenario import BACKFILL_ROOT, BACKFILL_TIMEOUT_S, STORE_NOW
 
@@ -115,22 +114,9 @@ def warehouse(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only copy of the deployment's DuckDB file, taken once no run writes it."""
     source = deployment.duckdb_path
-    snapshot = tmp_path_factory.mktemp("deployed_warehouse") / source.name
-    deadline = time.monotonic() + 120
-    while True:
-        if not client.unfinished_run_ids():
-            try:
-                with duckdb.connect(str(source), read_only=True):
-                    shutil.copyfile(source, snapshot)
-                    wal = source.with_name(source.name + ".wal")
-                    if wal.exists():
-                        shutil.copyfile(wal, snapshot.with_name(snapshot.name + ".wal"))
-                break
-            except duckdb.IOException:
-                pass  # a run the sensor started holds the file: wait for it
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{source} stayed locked by runs {client.unfinished_run_ids()}")
-        time.sleep(0.5)
+    snapshot = snapshot_when_idle(
+        source, tmp_path_factory.mktemp("deployed_warehouse") / source.name, client.unfinished_run_ids
+    )
     connection = duckdb.connect(str(snapshot), read_only=True)
     try:
         yield connection
