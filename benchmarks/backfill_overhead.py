@@ -32,7 +32,7 @@ Targets (issue 13): both feeds over 30 days end to end in under 40 s (`single-ru
 of Dagster's share for both feeds together, on either storage.
 
     python benchmarks/backfill_overhead.py [--days 30] [--modes single-run,sequential,daemon]
-        [--storage sqlite|postgres|both] [--orders-per-hour 0.5] [--in-process] [--cli] [--timeout 900]
+        [--storage sqlite|postgres|both] [--orders-per-hour 0.5] [--cli] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -83,9 +83,6 @@ RAW_JOBS = {"raw_canceled_order_pages": "canceled_order_job", "raw_updated_order
 """Raw asset -> the job of it and everything downstream (cancel_pipeline/defs/ingestion/jobs.py)."""
 
 MODES = ("single-run", "sequential", "raw-only", "daemon")
-IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'
-"""Run config of the jobs' default executor (multi_or_in_process) that runs the steps in the run's process,
-as a user can set it in the Launchpad: no process start per step."""
 ASSET_JOB = "__ASSET_JOB"
 """Dagster's implicit job of any asset selection: what a launch from an asset page runs."""
 RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
@@ -280,7 +277,6 @@ def single_runs(
     storage: str,
     *,
     sequential: bool,
-    run_config: str = "{}",
 ) -> dict[str, Any]:
     """Launch, through `dagster dev`'s GraphQL API, one range run of each raw feed's job over the span, as the
     UI's single-run launch does: one after the other (the second once the first ended, if `sequential`).
@@ -295,7 +291,7 @@ def single_runs(
         for raw, job in RAW_JOBS.items():
             keys = window_keys(start, end, RAW_ASSETS[raw])
             began = time.time()
-            run_ids.append(launch_range_run(client, job, keys[0], keys[-1], run_config=run_config))
+            run_ids.append(launch_range_run(client, job, keys[0], keys[-1]))
             launch_seconds[job] = round(time.time() - began, 2)
             if sequential:
                 wait_for_runs(client, run_ids[-1:], timeout)
@@ -528,11 +524,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cli", action="store_true", help="also run the span with `dagster asset materialize` (no daemon)"
     )
-    parser.add_argument(
-        "--in-process",
-        action="store_true",
-        help="single-run/sequential: launch with the run config that runs every step in the run's own process",
-    )
     args = parser.parse_args(argv)
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     if not modes or any(mode not in MODES for mode in modes):
@@ -562,7 +553,6 @@ def main(argv: list[str] | None = None) -> int:
                         args.timeout,
                         storage,
                         sequential=mode == "sequential",
-                        run_config=IN_PROCESS if args.in_process else "{}",
                     )
                 results.append(figures)
                 print_mode(figures)
@@ -653,7 +643,6 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmark": "backfill_overhead",
                 "days": args.days,
                 "orders_per_hour": args.orders_per_hour,
-                "in_process": args.in_process,
                 "span": [start.isoformat(), end.isoformat()],
                 "windows": results[0]["windows"],
                 "results": summaries,

@@ -1,7 +1,7 @@
 """Freshness: from an order's cancellation in the store to its row in `canceled_orders`, through `dagster dev`.
 
 `dagster dev` runs the project as shipped (the cancellation sensor on, its interval from
-`CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS`, default 60 s) against the demo store served over HTTP on real time.
+`CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS`, default 30 s) against the demo store served over HTTP on real time.
 After the sensor's first tick and any run it started have finished, `--cancellations` open, unfulfilled orders
 are canceled in the store (as POST orders/{id}/cancel.json does), `--min-gap`..`--max-gap` seconds apart.
 The warehouse is polled only while no run is queued or going, by a short read-only open that is closed at once

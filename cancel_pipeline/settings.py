@@ -84,7 +84,7 @@ class PipelineSettings:
             reconciliation_minute=_int(
                 env, "CANCEL_PIPELINE_RECONCILIATION_MINUTE", 15, minimum=0, maximum=59
             ),
-            sensor_interval_seconds=_int(env, "CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS", 60, minimum=1),
+            sensor_interval_seconds=_int(env, "CANCEL_PIPELINE_SENSOR_INTERVAL_SECONDS", 30, minimum=1),
             duckdb_path=env.get("CANCEL_PIPELINE_DUCKDB") or default_duckdb_path(env.get("SHOPIFY_STORE")),
             duckdb_memory_limit=_memory_limit(env, "CANCEL_PIPELINE_DUCKDB_MEMORY_LIMIT"),
             stuck_thresholds=_thresholds(env, "CANCEL_PIPELINE_STUCK_THRESHOLDS_HOURS"),

@@ -68,7 +68,7 @@ def test_sensor_is_the_running_fast_path() -> None:
     sensor = defs.resolve_sensor_def("cancellation_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == "canceled_order_job"
-    assert sensor.minimum_interval_seconds == 60
+    assert sensor.minimum_interval_seconds == 30
     assert sensor.description
 
 
@@ -86,3 +86,12 @@ def test_refresh_orders_job_reimports_and_rederives_without_raw_windows() -> Non
     check_names = {check.name for check in job.asset_layer.asset_graph.asset_check_keys}
     assert "orders_stuck_in_created" in check_names
     assert job.description and "stuck" in job.description
+
+
+def test_every_job_runs_its_steps_in_the_run_process() -> None:
+    # The UI's asset runs and backfills use the implicit asset job; the named jobs are the schedules'.
+    jobs = [defs.resolve_implicit_global_asset_job_def()]
+    jobs += [defs.resolve_job_def(job.name) for job in defs.jobs or []]
+    assert len(jobs) >= 5
+    for job in jobs:
+        assert job.executor_def.name == dg.in_process_executor.name, job.name

@@ -28,7 +28,7 @@ def test_defaults() -> None:
     assert settings.settle_delay == timedelta(minutes=5)
     assert (settings.canceled_window_minutes, settings.updated_window_minutes) == (30, 60)
     assert (settings.reconciliation_hour, settings.reconciliation_minute) == (2, 15)
-    assert settings.sensor_interval_seconds == 60
+    assert settings.sensor_interval_seconds == 30
     assert settings.duckdb_path == DEFAULT_DUCKDB_PATH == "data/demo.duckdb"
     assert settings.superseded_retention_days is None
     assert settings.first_window_start.tzinfo is not None

@@ -87,7 +87,7 @@ def _parse_cursor(cursor: str) -> datetime:
 
 SENSOR_DESCRIPTION = (
     "Fast path for cancellations: once a tick, asks Shopify how many cancelled orders were updated since "
-    "the cursor (one orders/count.json request); when there are any, runs the Canceled Order job for the "
+    "the cursor (one count request: `ordersCount`, or REST's orders/count.json); when there are any, runs the Canceled Order job for the "
     "day in progress (and the previous day if the cursor reaches into it), reading only what is new since "
     "the day's last landed page, right away instead of waiting for the schedule. A failing request fails "
     "the tick and leaves the cursor unchanged."

@@ -2,8 +2,8 @@
 
 A run killed with `kill -9` (or whose machine lost power) never reports its end: it stays STARTED in the
 instance and keeps its pool slot, so every later writer waits forever for the pool. Every event Dagster
-records carries the PID of the process that wrote it (the run worker, and the step workers of the
-multiprocess executor), so a run none of whose processes is still alive is dead. Such a run is marked
+records carries the PID of the process that wrote it (the run worker, and any step worker a multiprocess
+executor starts), so a run none of whose processes is still alive is dead. Such a run is marked
 failed and its slots are freed, saying so.
 
 PIDs only mean something on the machine that recorded them. On a SQLite instance every run ran on this
