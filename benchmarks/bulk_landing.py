@@ -122,6 +122,10 @@ class FileSender:
         """Not called on a good download."""
         time.sleep(seconds)
 
+    def now(self) -> float:
+        """Not called on a download."""
+        return time.monotonic()
+
     def execute(self, operation: str, query: str, variables: dict[str, Any], cost: float = 10) -> dict:
         """Not called on a good download."""
         raise AssertionError(operation)

@@ -1,4 +1,4 @@
-"""A month of history through the raw asset: REST pages against one GraphQL bulk operation, Standard plan.
+"""A month of history through the raw asset: REST pages against GraphQL bulk operations, Standard plan.
 
 The demo store is served in a subprocess (`client_throughput`'s way: its own interpreter, frozen clock) with
 `--orders-per-hour` (default 70: a store of about 50,000 orders a month, plus the store's bursts) and the
@@ -8,18 +8,21 @@ Standard plan's buckets: REST 40 requests / 2 a second, GraphQL 2,000 points / 1
 
 - `rest`: `ShopifyResource(api="rest")`, one page stream as the resource chooses for Standard; the store's
   REST bucket is filled first, so every page pays the leak (2 a second) and the run sits on REST's floor;
-- `bulk`: `ShopifyResource(api="graphql")` with its default bulk threshold (72 h), so the range is one bulk
-  operation; the store's bulk latency model is `--bulk-start-delay` seconds queued, then
-  `--bulk-seconds-per-1000` seconds per 1,000 JSONL objects (the store's defaults, 3 s and 0.5 s: guesses,
-  Shopify publishes no figures);
-- `bulk-no-latency`: the same with the latency model off, which leaves the
-  product's own share (mutation, polls, download, chunking, landing) and the store writing its file.
+- `bulk`: `ShopifyResource(api="graphql")` with its default bulk threshold (72 h), so the range is read by
+  bulk operations: `--bulk-concurrency` of them at once, one per slice of the range (default: the resource's,
+  5 at the pinned API version); the store's bulk latency model, per operation, is `--bulk-start-delay`
+  seconds queued, then `--bulk-seconds-per-1000` seconds per 1,000 JSONL objects (the store's defaults, 3 s
+  and 0.5 s: guesses, Shopify publishes no figures);
+- `bulk-1`: the same with one operation over the whole range (`SHOPIFY_BULK_CONCURRENCY=1`, as before
+  slices);
+- `bulk-no-latency`: `bulk` with the latency model off, which leaves the product's own share (mutations,
+  polls, download, chunking, landing) and the store writing its files.
 
 Each run is timed end to end (`materialize` call to return), and split at the step's start and the asset's
 "Landed" log line. Target: the bulk run under a third of REST's request floor (pages / 2 s).
 
     python benchmarks/history_backfill.py [--days 30] [--orders-per-hour 70] [--reads rest,bulk]
-        [--bulk-start-delay 3] [--bulk-seconds-per-1000 0.5]
+        [--bulk-start-delay 3] [--bulk-seconds-per-1000 0.5] [--bulk-concurrency 5]
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from cancel_pipeline.shopify.resource import ShopifyResource
 
 REST_BUCKET, REST_LEAK = 40, 2.0
 _COMPLETED = re.compile(r"COMPLETED: (\d+) objects \((\d+) orders\) after (\d+) s")
+_AT_ONCE = re.compile(r"at most (\d+) bulk operations ran at once")
 GRAPHQL_POINTS, GRAPHQL_RATE = 2000.0, 100.0
 
 
@@ -78,6 +82,8 @@ class ReadResult:
     """The operation's objectCount (JSONL lines: orders, line items, refund lines)."""
     bulk_seen_completed_s: float
     """When the client saw the operation COMPLETED, from its start (the store's model plus polling)."""
+    bulk_at_once: int
+    """The most bulk operations of the read running at once (one per slice of the range)."""
 
 
 def start_store(orders_per_hour: float, start_delay: float, per_1000: float) -> tuple[subprocess.Popen, str]:
@@ -90,11 +96,18 @@ def start_store(orders_per_hour: float, start_delay: float, per_1000: float) -> 
 
 
 def run_read(
-    read: str, days: float, orders_per_hour: float, start_delay: float, per_1000: float
+    read: str,
+    days: float,
+    orders_per_hour: float,
+    start_delay: float,
+    per_1000: float,
+    concurrency: int | None = None,
 ) -> ReadResult:
     """One range run of `raw_updated_order_pages` over `days` of windows ending at NOW."""
     if read == "bulk-no-latency":
         start_delay, per_1000 = 0.0, 0.0
+    if read == "bulk-1":
+        concurrency = 1
     step = timedelta(minutes=SETTINGS.updated_window_minutes)
     windows = int(timedelta(days=days) / step)
     first_key = (NOW - windows * step).strftime(PARTITION_KEY_FORMAT)
@@ -123,6 +136,7 @@ def run_read(
                 api="graphql",
                 graphql_bucket_points=GRAPHQL_POINTS,
                 graphql_restore_rate=GRAPHQL_RATE,
+                bulk_concurrency=concurrency,
             )
         with tempfile.TemporaryDirectory(prefix="history-bench-") as scratch:
             warehouse = WarehouseResource(database=str(Path(scratch) / "warehouse.duckdb"))
@@ -176,6 +190,9 @@ def run_read(
         if (match := _COMPLETED.search(completed[-1] if completed else ""))
         else 0,
         bulk_seen_completed_s=float(match.group(3)) if match else float("nan"),
+        bulk_at_once=int(at_once.group(1))
+        if (at_once := _AT_ONCE.search(completed[-1] if completed else ""))
+        else int(bool(completed)),
     )
 
 
@@ -184,9 +201,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--orders-per-hour", type=float, default=70.0)
-    parser.add_argument("--reads", default="rest,bulk", help="comma-separated: rest, bulk, bulk-no-latency")
+    parser.add_argument(
+        "--reads", default="rest,bulk", help="comma-separated: rest, bulk, bulk-1, bulk-no-latency"
+    )
     parser.add_argument("--bulk-start-delay", type=float, default=3.0)
     parser.add_argument("--bulk-seconds-per-1000", type=float, default=0.5)
+    parser.add_argument(
+        "--bulk-concurrency",
+        type=int,
+        default=None,
+        help="bulk operations at once (SHOPIFY_BULK_CONCURRENCY; default: what the API version allows)",
+    )
     args = parser.parse_args()
     results = []
     for read in args.reads.split(","):
@@ -197,18 +222,20 @@ def main() -> None:
                 args.orders_per_hour,
                 args.bulk_start_delay,
                 args.bulk_seconds_per_1000,
+                args.bulk_concurrency,
             )
         )
         print(json.dumps(asdict(results[-1])), flush=True)
     print(
         "| read | windows | orders | pages | requests | throttled | total s | run start s | fetch+land s |"
-        " finish s | bulk objects | bulk seen COMPLETED at s |"
+        " finish s | bulk objects | bulk seen COMPLETED at s | bulk operations at once |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.read} | {r.windows} | {r.orders} | {r.pages} | {r.requests} | {r.throttled} | {r.total_s} "
-            f"| {r.run_start_s} | {r.fetch_land_s} | {r.finish_s} | {r.bulk_objects} | {r.bulk_seen_completed_s} |"
+            f"| {r.run_start_s} | {r.fetch_land_s} | {r.finish_s} | {r.bulk_objects} | {r.bulk_seen_completed_s} "
+            f"| {r.bulk_at_once} |"
         )
     print(json.dumps({"benchmark": "history_backfill", "results": [asdict(r) for r in results]}))
 

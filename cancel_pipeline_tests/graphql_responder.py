@@ -65,6 +65,9 @@ class GraphQLShop:
     bulk_polls: int = 2
     bulk_end: str = "COMPLETED"
     bulk_busy: int = 0
+    # LIMIT_REACHED while this many operations run (None: no limit), and for every start after this many.
+    bulk_slots: int | None = None
+    bulk_starts: int | None = None
     bulk_inline_refund_lines: bool = False
     download_faults: list[str] = field(default_factory=list)
     bulk: dict[str, dict] = field(default_factory=dict)
@@ -175,6 +178,14 @@ class GraphQLShop:
             )
             errors = [{"field": None, "message": message}]
             return {"bulkOperationRunQuery": {"bulkOperation": None, "userErrors": errors}}
+        running = sum(op["status"] == "RUNNING" for op in self.bulk.values())
+        if (self.bulk_slots is not None and running >= self.bulk_slots) or (
+            self.bulk_starts is not None and len(self.bulk) >= self.bulk_starts
+        ):
+            errors = [
+                {"code": "LIMIT_REACHED", "field": None, "message": "A maximum of 5 bulk query operations"}
+            ]
+            return {"bulkOperationRunQuery": {"bulkOperation": None, "userErrors": errors}}
         operation_id = f"gid://shopify/BulkOperation/{100 + len(self.bulk)}"
         self.bulk[operation_id] = {"query": variables["query"], "polls": 0, "status": "RUNNING"}
         created = {"id": operation_id, "status": "CREATED"}
@@ -206,7 +217,8 @@ class GraphQLShop:
         fault = self.download_faults.pop(0) if self.download_faults else None
         if fault == "expired":
             return httpx.Response(403, text="<Error><Code>AccessDenied</Code>Request has expired</Error>")
-        query = next(iter(self.bulk.values()))["query"]
+        name = request.url.path.strip("/").removesuffix(".jsonl")
+        query = self.bulk[f"gid://shopify/BulkOperation/{name}"]["query"]  # the operation the URL names
         match = re.search(r'orders\(query: "([^"]*)"', query)
         nodes = sorted(
             self._search(match.group(1) if match else None), key=lambda n: (n["updatedAt"], n["id"])

@@ -3,7 +3,9 @@ cost pacing, splitting, retries and errors."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -11,10 +13,12 @@ import httpx
 import pytest
 
 from cancel_pipeline.shopify.bulk import BulkOperationFailed, BulkSettings
+from cancel_pipeline.shopify.bulk_slices import MIN_SLICE, slice_bounds
 from cancel_pipeline.shopify.errors import ShopifyRequestFailed
 from cancel_pipeline.shopify.graphql import ShopifyGraphQLClient, ShopifyGraphQLError
 from cancel_pipeline.shopify.retry import RetryPolicy
 from cancel_pipeline.warehouse.raw_pages import land_pages
+from cancel_pipeline_tests.graphql_builders import graphql_node
 from cancel_pipeline_tests.graphql_responder import TOKEN, FakeClock, GraphQLShop, graphql_error
 from cancel_pipeline_tests.order_builders import (
     line_item,
@@ -231,9 +235,11 @@ def _bulk_orders() -> list[dict[str, Any]]:
 
 
 def _bulk_client(shop: GraphQLShop, **settings: Any) -> ShopifyGraphQLClient:
+    """One bulk operation per range (what these tests look at); slices are tested against the demo store."""
     return _client(
         shop,
         bulk_threshold=timedelta(days=2),
+        bulk_concurrency=settings.pop("bulk_concurrency", 1),
         bulk_settings=BulkSettings(chunk_bytes=settings.pop("chunk_bytes", 4096), **settings),
     )
 
@@ -384,7 +390,8 @@ def test_a_download_that_keeps_failing_names_the_operation() -> None:
         list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
 
 
-def test_a_run_stopped_while_the_operation_runs_cancels_it() -> None:
+@pytest.mark.parametrize("concurrency", [1, 5])
+def test_a_run_stopped_while_the_operation_runs_cancels_it(concurrency: int) -> None:
     shop = GraphQLShop(_bulk_orders(), bulk_polls=50)
 
     class Terminated(BaseException):
@@ -406,11 +413,95 @@ def test_a_run_stopped_while_the_operation_runs_cancels_it() -> None:
         sleep=sleep,
         clock=shop.clock,
         bulk_threshold=timedelta(days=1),
+        bulk_concurrency=concurrency,
     )
     with client, pytest.raises(Terminated):
         list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
-    assert shop.operations[-1] == "CancelBulkOperation"
-    assert [op["status"] for op in shop.bulk.values()] == ["CANCELED"]
+    assert shop.operations[-concurrency:] == ["CancelBulkOperation"] * concurrency
+    assert [op["status"] for op in shop.bulk.values()] == ["CANCELED"] * concurrency
+
+
+def _bulk_roots(pages: list) -> list[dict]:
+    """The order lines of bulk pages (JSONL), and the orders of paged ones, in read order."""
+    roots = []
+    for page in pages:
+        if page.operation == "bulk":
+            lines = [json.loads(line) for line in page.body.splitlines()]
+            roots += [line for line in lines if "__parentId" not in line]
+        else:
+            roots += _nodes(page)
+    return roots
+
+
+def test_a_range_is_cut_into_contiguous_slices_started_at_once_and_yielded_in_order(caplog) -> None:
+    shop = GraphQLShop(_bulk_orders())
+    caplog.set_level("INFO", logger="cancel_pipeline.shopify")
+    with _bulk_client(shop, bulk_concurrency=5, chunk_bytes=2048) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    # Five operations, all started before the first poll, over day-long slices that meet to the second.
+    assert shop.operations[:5] == ["BulkOrders"] * 5 and "Orders" not in shop.operations
+    searches = [re.search(r'orders\(query: "([^"]*)"', op["query"]).group(1) for op in shop.bulk.values()]
+    assert searches == [
+        f"updated_at:>='2026-03-0{3 + n}T00:00:00Z' AND updated_at:<='2026-03-0{3 + n}T23:59:59Z'"
+        for n in range(4)
+    ] + ["updated_at:>='2026-03-07T00:00:00Z' AND updated_at:<='2026-03-08T00:00:00Z'"]
+    # Pages in slice order, numbered on across slices, each naming its operation.
+    assert [p.page_number for p in pages] == list(range(1, len(pages) + 1))
+    named = [re.search(r"BulkOperation/(\d+)$", p.request_path).group(1) for p in pages]
+    assert named == sorted(named) and len(set(named)) == 5
+    roots = _bulk_roots(pages)
+    assert sorted(r["id"] for r in roots) == sorted(graphql_node(o)["id"] for o in _bulk_orders())
+    assert [r["updatedAt"] for r in roots] == sorted(r["updatedAt"] for r in roots)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("by 5 bulk operations" in m for m in messages)
+    assert any("all 5 slices: " in m for m in messages)
+    assert "at most 5 bulk operations ran at once" in messages[-1]
+
+
+def test_slices_refused_for_want_of_a_slot_are_queued_not_paged(caplog) -> None:
+    shop = GraphQLShop(_bulk_orders(), bulk_slots=2)
+    caplog.set_level("INFO", logger="cancel_pipeline.shopify")
+    with _bulk_client(shop, bulk_concurrency=5) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    assert {p.operation for p in pages} == {"bulk"} and len(shop.bulk) == 5
+    assert sorted(r["id"] for r in _bulk_roots(pages)) == sorted(
+        graphql_node(o)["id"] for o in _bulk_orders()
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("slices 3 to 5 of 5 queued" in m for m in messages)
+    assert not any("paging" in m for m in messages)
+    assert "at most 2 bulk operations ran at once" in messages[-1]
+
+
+def test_slices_that_never_get_a_slot_are_paged_once_ours_have_finished(caplog) -> None:
+    # Another run of the app takes the slots ours free: after `wait_for_slot_s`, the slices left are paged.
+    shop = GraphQLShop(_bulk_orders(), bulk_starts=2)
+    with _bulk_client(shop, bulk_concurrency=5, wait_for_slot_s=20) as client:
+        pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
+    operations = [p.operation for p in pages]
+    assert operations == sorted(operations) and set(operations) == {"bulk", "orders"}  # bulk slices first
+    assert [p.page_number for p in pages] == list(range(1, len(pages) + 1))
+    roots = _bulk_roots(pages)
+    assert sorted(r["id"] for r in roots) == sorted(graphql_node(o)["id"] for o in _bulk_orders())
+    assert [r["updatedAt"] for r in roots] == sorted(r["updatedAt"] for r in roots)
+    assert any("no bulk slot for slices 3 to 5 of 5" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("hours", "count", "slices"), [(0.5, 5, 1), (3, 5, 3), (120, 5, 5), (120, 1, 1), (10.5, 4, 4)]
+)
+def test_slices_are_contiguous_to_the_second_and_never_shorter_than_an_hour(
+    hours: float, count: int, slices: int
+) -> None:
+    start = T0 + timedelta(microseconds=250_000)
+    end = start + timedelta(hours=hours)
+    bounds = slice_bounds(start, end, count)
+    assert len(bounds) == slices
+    assert bounds[0][0] == start and bounds[-1][1] == end
+    for (_, high), (low, _) in itertools.pairwise(bounds):
+        assert low == high + timedelta(seconds=1) and low.microsecond == 0
+    if slices > 1:  # a slice spans its last second too; the first starts within a second
+        assert all(high - low >= MIN_SLICE - timedelta(seconds=2) for low, high in bounds)
 
 
 def test_short_windows_page_even_with_bulk_enabled() -> None:

@@ -103,21 +103,25 @@ def _tables(path: Path, pages: list) -> dict[str, list[dict]]:
 
 
 def test_rest_paged_graphql_and_bulk_read_the_same_history(served, tmp_path: Path) -> None:
-    _, url = served
+    store, url = served
     reads = {}
     with ShopifyClient(url, access_token=DEMO_TOKEN, bucket_size=400, leak_rate=20.0) as rest:
         reads["rest"] = list(rest.iter_order_pages(updated_at_min=START, updated_at_max=END))
     with _graphql(url) as paged:
         reads["graphql"] = list(paged.iter_order_pages(updated_at_min=START, updated_at_max=END))
-    with _graphql(url, bulk_threshold=timedelta(hours=24)) as bulk:
-        reads["bulk"] = list(bulk.iter_order_pages(updated_at_min=START, updated_at_max=END))
+    for concurrency in (1, 5):  # one operation over the range, and five over slices of it
+        with _graphql(url, bulk_threshold=timedelta(hours=24), bulk_concurrency=concurrency) as bulk:
+            reads[f"bulk-{concurrency}"] = list(
+                bulk.iter_order_pages(updated_at_min=START, updated_at_max=END)
+            )
     assert {p.operation for p in reads["graphql"]} == {"orders"}
-    assert {p.operation for p in reads["bulk"]} == {"bulk"}
+    assert {p.operation for p in reads["bulk-1"]} == {p.operation for p in reads["bulk-5"]} == {"bulk"}
+    assert len({p.request_path for p in reads["bulk-5"]}) == 5 == len(store.graphql.bulk.all()) - 1
     tables = {name: _tables(tmp_path / f"{name}.duckdb", pages) for name, pages in reads.items()}
     # REST serves a few deliberately malformed orders, which it rejects (some without a usable id); GraphQL's
     # typed answers cannot carry them (the demo store serves those orders well formed there). So: paged and
     # bulk GraphQL agree exactly, and agree with REST on every order REST could type.
-    assert tables["bulk"] == tables["graphql"]
+    assert tables["bulk-1"] == tables["bulk-5"] == tables["graphql"]
     rest_objects = tables["rest"]["raw_order_objects"]
     typed = {r["order_id"] for r in rest_objects if r["reason"] is None}
     rejected = len(rest_objects) - len(typed)
@@ -162,6 +166,127 @@ def test_a_cut_bulk_download_is_resumed(served, tmp_path: Path) -> None:
     with _graphql(url) as client:
         paged = list(client.iter_order_pages(updated_at_min=START, updated_at_max=END))
     assert sum(p.order_count for p in pages) == sum(p.order_count for p in paged)
+
+
+@pytest.fixture
+def served_slow() -> Iterator[tuple[DemoStore, str]]:
+    """Bulk operations that stay CREATED for 2 s, so the slices of a read are all running when the last starts,
+    at most two running at once (LIMIT_REACHED beyond), and cancelled at once."""
+    store = DemoStore(
+        clock=FrozenClock(DEMO_NOW),
+        graphql_bucket_size=20000,
+        graphql_restore_rate=1000,
+        bulk_start_delay=2.0,
+        bulk_seconds_per_1000=0.01,
+        bulk_cancel_delay=0.0,
+    )
+    with serve(store) as url:
+        yield store, url
+    store.graphql.bulk.close()
+
+
+def _statuses(store: DemoStore) -> list[str]:
+    return [store.graphql.bulk.status(op, store.clock()) for op in store.graphql.bulk.all()]
+
+
+def test_the_slices_of_a_range_run_at_once(served_slow, caplog) -> None:
+    store, url = served_slow
+    caplog.set_level("INFO", logger="cancel_pipeline.shopify")
+    with _graphql(url, bulk_threshold=timedelta(hours=1), bulk_concurrency=5) as client:
+        pages = list(client.iter_order_pages(updated_at_min=START, updated_at_max=END))
+    with _graphql(url) as client:
+        paged = list(client.iter_order_pages(updated_at_min=START, updated_at_max=END))
+    assert {p.operation for p in pages} == {"bulk"}
+    assert sum(p.order_count for p in pages) == sum(p.order_count for p in paged)
+    assert _statuses(store) == ["COMPLETED"] * 5
+    assert store.graphql.bulk.peak_running == 5  # the store saw five of ours running together
+    assert "at most 5 bulk operations ran at once" in caplog.records[-1].getMessage()
+
+
+def test_slices_over_the_stores_limit_wait_for_one_of_ours_instead_of_paging(caplog) -> None:
+    store = DemoStore(
+        clock=FrozenClock(DEMO_NOW),
+        graphql_bucket_size=20000,
+        graphql_restore_rate=1000,
+        bulk_start_delay=1.0,
+        bulk_seconds_per_1000=0.01,
+        bulk_max_running=2,  # LIMIT_REACHED for a third
+    )
+    caplog.set_level("INFO", logger="cancel_pipeline.shopify")
+    with serve(store) as url:
+        with _graphql(url, bulk_threshold=timedelta(hours=1), bulk_concurrency=5) as client:
+            pages = list(client.iter_order_pages(updated_at_min=START, updated_at_max=END))
+        with _graphql(url) as client:
+            paged = list(client.iter_order_pages(updated_at_min=START, updated_at_max=END))
+    store.graphql.bulk.close()
+    assert {p.operation for p in pages} == {"bulk"}
+    assert sum(p.order_count for p in pages) == sum(p.order_count for p in paged)
+    assert _statuses(store) == ["COMPLETED"] * 5 and store.graphql.bulk.peak_running == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("queued" in m and "A maximum of 2 bulk query operations" in m for m in messages)
+    assert not any("paging" in m for m in messages)
+
+
+def test_a_failed_slice_fails_the_run_lands_nothing_and_cancels_the_other_slices(tmp_path: Path) -> None:
+    # The first slice fails after a few objects; the others would run for seconds.
+    store = DemoStore(
+        clock=FrozenClock(NOW_2026.isoformat()),
+        graphql_bucket_size=20000,
+        graphql_restore_rate=1000,
+        bulk_start_delay=0.2,
+        bulk_seconds_per_1000=60.0,
+        bulk_cancel_delay=0.0,
+    )
+    store.set_faults(bulk_fail_next=[{"error_code": "INTERNAL_SERVER_ERROR", "after_objects": 5}])
+    with serve(store) as url:
+        resources = {
+            "shopify": ShopifyResource(
+                store=url, access_token=DEMO_TOKEN, api="graphql", bulk_threshold_hours=24, bulk_concurrency=5
+            ),
+            "duckdb": WarehouseResource(database=str(tmp_path / "warehouse.duckdb")),
+        }
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [raw_updated_order_pages],
+                resources=resources,
+                tags={RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"},
+                instance=instance,
+                raise_on_error=False,
+            )
+            messages = [record.user_message for record in instance.all_logs(result.run_id)]
+        statuses = _statuses(store)
+    store.graphql.bulk.close()
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "ended FAILED with INTERNAL_SERVER_ERROR" in failure.step_failure_data.error.cause.message
+    assert any("(slice 1 of 5) FAILED" in m for m in messages)
+    assert statuses == ["FAILED"] + ["CANCELED"] * 4
+    with resources["duckdb"].get_connection() as con:
+        assert con.execute("select count(*) from raw_order_pages").fetchall() == [(0,)]
+
+
+def test_a_terminated_read_cancels_every_running_slice() -> None:
+    store = DemoStore(clock=FrozenClock(DEMO_NOW), bulk_start_delay=600.0, bulk_cancel_delay=0.0)
+
+    class Terminated(BaseException):
+        """What Dagster raises in a step when its run is terminated."""
+
+    pauses = 0
+
+    def sleep(seconds: float) -> None:
+        nonlocal pauses
+        pauses += 1
+        if pauses == 3:
+            raise Terminated()
+
+    with (
+        serve(store) as url,
+        _graphql(url, bulk_threshold=timedelta(hours=1), bulk_concurrency=5, sleep=sleep) as client,
+        pytest.raises(Terminated),
+    ):
+        list(client.iter_order_pages(updated_at_min=START, updated_at_max=END))
+    assert _statuses(store) == ["CANCELED"] * 5
+    store.graphql.bulk.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 
 from cancel_pipeline.embedded import embedded_shop
 from cancel_pipeline.shopify.errors import ShopifyConfigError
-from cancel_pipeline.shopify.resource import DEMO_BASE_URL, ShopifyResource
+from cancel_pipeline.shopify.resource import DEMO_BASE_URL, ShopifyResource, ShopifySettingsError
 
 VARIABLES = (
     "SHOPIFY_STORE",
@@ -20,6 +20,7 @@ VARIABLES = (
     "SHOPIFY_API_VERSION",
     "SHOPIFY_BUCKET_SIZE",
     "SHOPIFY_LEAK_RATE",
+    "SHOPIFY_BULK_CONCURRENCY",
 )
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -112,6 +113,41 @@ def test_page_streams_follow_the_plans_leak_rate_unless_set(settings: dict, stre
     assert ShopifyResource(**settings, api="rest").page_streams == streams
     # GraphQL walks one cursor whatever the plan.
     assert ShopifyResource(**settings, api="graphql").page_streams == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "operations"),
+    [("2026-01", 5), ("2026-07", 5), ("unstable", 5), ("2025-10", 1), ("2025-01", 1)],
+)
+def test_bulk_concurrency_defaults_to_what_the_api_version_allows(version: str, operations: int) -> None:
+    resource = ShopifyResource(api="graphql", api_version=version)
+    assert resource.bulk_operations == operations
+    with resource.get_client() as client:
+        assert client.bulk_concurrency == operations
+
+
+def test_bulk_concurrency_is_read_from_the_environment_and_checked_against_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHOPIFY_API", "graphql")
+    monkeypatch.setenv("SHOPIFY_BULK_CONCURRENCY", " 3 ")
+    monkeypatch.setenv("SHOPIFY_API_VERSION", "2026-04")
+    resource = ShopifyResource.from_env()
+    assert resource.bulk_operations == 3
+    with resource.get_client() as client:
+        assert client.bulk_concurrency == 3
+    monkeypatch.setenv("SHOPIFY_BULK_CONCURRENCY", "1")
+    monkeypatch.setenv("SHOPIFY_API_VERSION", "2025-10")
+    assert ShopifyResource.from_env().bulk_operations == 1
+    # Before 2026-01 Shopify runs one bulk query at a time per app: more is refused at load, naming both.
+    monkeypatch.setenv("SHOPIFY_BULK_CONCURRENCY", "2")
+    with pytest.raises(ShopifySettingsError) as raised:
+        ShopifyResource.from_env()
+    assert "SHOPIFY_BULK_CONCURRENCY=2" in str(raised.value)
+    assert "SHOPIFY_API_VERSION=2025-10" in str(raised.value)
+    # ... and so it is when the resource is configured directly.
+    with pytest.raises(ShopifySettingsError, match="SHOPIFY_API_VERSION=2025-10"):
+        ShopifyResource(api="graphql", api_version="2025-10", bulk_concurrency=2).get_client()
 
 
 def test_fetch_streams_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ SHOPIFY_VARIABLES = (
     "SHOPIFY_BUCKET_SIZE",
     "SHOPIFY_LEAK_RATE",
     "SHOPIFY_FETCH_STREAMS",
+    "SHOPIFY_BULK_CONCURRENCY",
 )
 
 
@@ -80,6 +81,10 @@ def test_pipeline_settings_accept_good_values() -> None:
         ("SHOPIFY_STORE", "ftp://my-shop.example.com"),
         ("SHOPIFY_STORE", "my shop"),
         ("SHOPIFY_FETCH_STREAMS", "lots"),
+        ("SHOPIFY_BULK_CONCURRENCY", "lots"),
+        ("SHOPIFY_BULK_CONCURRENCY", "0"),
+        ("SHOPIFY_BULK_CONCURRENCY", "6"),
+        ("SHOPIFY_BULK_CONCURRENCY", "2.5"),
     ],
 )
 def test_shopify_settings_fail_at_load_naming_the_variable(

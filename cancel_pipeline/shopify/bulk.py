@@ -2,14 +2,16 @@
 
 Shopify runs the query on its side and offers the result as a JSONL file: one line per order, one per line
 item and refund line with `__parentId` naming its parent (asked with `groupObjects: true`, so children come
-right after their parent). This module starts the operation, polls it (each wait a tenth of the time it has run so far) while logging progress
-(objects so far, elapsed), then streams the file and cuts it into pages of whole orders (a chunk ends only
-before an order's line), each landed verbatim; the warehouse joins children to parents inside DuckDB.
+right after their parent). This module starts one operation, polls it (`bulk_slices.py` schedules the polls:
+each wait a tenth of the time the operation has run so far) while logging progress (objects so far, elapsed),
+then streams the file and cuts it into pages of whole orders (a chunk ends only before an order's line), each
+landed verbatim; the warehouse joins children to parents inside DuckDB.
 
 What can go wrong, and what happens:
 
-- another bulk query of the app is running: wait up to `wait_for_slot_s` for it, then say so and return
-  None, so the caller pages instead;
+- the app already runs as many bulk queries as Shopify allows: `try_start` says so and the caller
+  (`bulk_slices.py`, which cuts a range into slices read by concurrent operations) queues the slice, waits up
+  to `wait_for_slot_s` for a slot, or pages instead;
 - the operation FAILED (a `partialDataUrl` may exist), was CANCELED or EXPIRED: `BulkOperationFailed`; nothing
   partial is landed, because landing happens only once every page has been read;
 - the download is cut: resumed from the last whole line (`Range`), or restarted and the bytes already read
@@ -21,7 +23,6 @@ What can go wrong, and what happens:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,10 @@ from cancel_pipeline.shopify.pages import OrderPage
 
 #: Bytes of JSONL per landed page (cut on an order boundary): large enough to parse in few statements.
 BULK_CHUNK_BYTES = 8 * 1024 * 1024
+
+#: From this Admin API version an app may run five bulk queries at once per shop; before it, one.
+CONCURRENT_BULK_FROM = "2026-01"
+MAX_CONCURRENT_BULK = 5
 
 _TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "EXPIRED"}
 _LINE_ITEM_FIELDS = "id sku title quantity currentQuantity variant { id } product { id }"
@@ -106,6 +111,7 @@ class GraphQLSender(Protocol):
     def log(self) -> logging.Logger: ...
     @property
     def http(self) -> httpx.Client: ...
+    def now(self) -> float: ...
     def pause(self, seconds: float) -> None: ...
     def execute(self, operation: str, query: str, variables: dict[str, Any], cost: float = 10) -> dict: ...
 
@@ -130,85 +136,71 @@ class BulkSettings:
 
 
 class BulkExport:
-    """One bulk export of orders through `client` (a `ShopifyGraphQLClient`)."""
+    """One bulk export of orders through `client` (a `ShopifyGraphQLClient`); `label` names it in logs
+    (a slice of a range read by several operations, e.g. `slice 2 of 5`)."""
 
-    def __init__(self, client: GraphQLSender, settings: BulkSettings | None = None) -> None:
+    def __init__(self, client: GraphQLSender, settings: BulkSettings | None = None, label: str = "") -> None:
         self.client = client
         self.settings = settings or BulkSettings()
+        self.label = label
         self.operation_id: str | None = None
         self.ended = False
         """True once Shopify reported the operation finished (completed or not): nothing left to cancel."""
+        self.refusal: str | None = None
+        """Why the last `try_start` could not start: Shopify's message about the app's busy bulk slots."""
 
-    def start(self, search: str | None) -> str | None:
-        """Start the operation; its id, or None when the app's bulk slot stayed busy (the caller pages)."""
-        waited = 0.0
-        delay = self.settings.poll_initial_s
-        while True:
-            body = self.client.execute(
-                "bulkOperationRunQuery", RUN_MUTATION, {"query": bulk_orders_query(search)}
-            )
-            payload = (body.get("data") or {}).get("bulkOperationRunQuery") or {}
-            errors = payload.get("userErrors") or []
-            operation = payload.get("bulkOperation") or {}
-            if not errors and isinstance(operation.get("id"), str):
-                self.operation_id = operation["id"]
-                self.client.log.info("%s: bulk operation %s started", self.client.store, self.operation_id)
-                return self.operation_id
-            busy = [e for e in errors if _in_progress(e)]
-            if not busy:
-                detail = "; ".join(str(e.get("message")) for e in errors) or "no operation returned"
-                raise BulkOperationFailed(
-                    f"Shopify refused the bulk query (store {self.client.store}, bulkOperationRunQuery): {detail}",
-                    store=self.client.store,
-                    endpoint=self.client.endpoint,
-                )
-            if waited >= self.settings.wait_for_slot_s:
-                self.client.log.warning(
-                    "%s: another bulk query of this app is still running after %.0f s (%s); paging instead",
-                    self.client.store,
-                    waited,
-                    busy[0].get("message"),
-                )
-                return None
+    def try_start(self, search: str | None) -> str | None:
+        """Ask once to start the operation; its id, or None when the app runs as many bulk queries as Shopify
+        allows (OPERATION_IN_PROGRESS, LIMIT_REACHED: `refusal` says which). Any other refusal raises."""
+        body = self.client.execute(
+            "bulkOperationRunQuery", RUN_MUTATION, {"query": bulk_orders_query(search)}
+        )
+        payload = (body.get("data") or {}).get("bulkOperationRunQuery") or {}
+        errors = payload.get("userErrors") or []
+        operation = payload.get("bulkOperation") or {}
+        if not errors and isinstance(operation.get("id"), str):
+            self.operation_id = operation["id"]
+            self.refusal = None
             self.client.log.info(
-                "%s: another bulk query of this app is running (%s); waiting %.0f s (%.0f s so far)",
-                self.client.store,
-                busy[0].get("message"),
-                delay,
-                waited,
+                "%s: bulk operation %s%s started", self.client.store, self.operation_id, self._labelled()
             )
-            self.client.pause(delay)
-            waited += delay
-            delay = min(delay * 2, self.settings.poll_max_s)
+            return self.operation_id
+        busy = [e for e in errors if _in_progress(e)]
+        if not busy:
+            detail = "; ".join(str(e.get("message")) for e in errors) or "no operation returned"
+            raise BulkOperationFailed(
+                f"Shopify refused the bulk query (store {self.client.store}, bulkOperationRunQuery): {detail}",
+                store=self.client.store,
+                endpoint=self.client.endpoint,
+            )
+        self.refusal = str(busy[0].get("message"))
+        return None
 
-    def wait(self) -> dict[str, Any]:
-        """Poll until the operation ends; its final state (COMPLETED), or BulkOperationFailed."""
-        assert self.operation_id is not None
-        started = time.monotonic()
-        waited = 0.0
-        while True:
-            state = self.poll()
-            status = state.get("status")
-            # The pauses count even when the client's sleep is not the wall clock's (tests).
-            elapsed = max(time.monotonic() - started, waited)
-            self.client.log.info(
-                "%s: bulk operation %s %s: %s objects (%s orders) after %.0f s",
-                self.client.store,
-                self.operation_id,
-                status,
-                state.get("objectCount"),
-                state.get("rootObjectCount"),
-                elapsed,
-            )
-            if status in _TERMINAL:
-                self.ended = True
-            if status == "COMPLETED":
-                return state
-            if self.ended:
-                raise self._ended(state)
-            delay = poll_delay(elapsed, self.settings)
-            self.client.pause(delay)
-            waited += delay
+    def _labelled(self) -> str:
+        return f" ({self.label})" if self.label else ""
+
+    def observe(self, state: dict[str, Any], elapsed: float, total: str = "") -> dict[str, Any] | None:
+        """Log a polled state (`total`: what a read of several operations adds); the state once COMPLETED,
+        None while it runs, BulkOperationFailed once it ended otherwise."""
+        status = state.get("status")
+        self.client.log.info(
+            "%s: bulk operation %s%s %s: %s objects (%s orders) after %.0f s%s",
+            self.client.store,
+            self.operation_id,
+            self._labelled(),
+            status,
+            state.get("objectCount"),
+            state.get("rootObjectCount"),
+            elapsed,
+            total,
+        )
+        if status in _TERMINAL:
+            self.ended = True
+        if status == "COMPLETED":
+            return state
+        if self.ended:
+            raise self._ended(state)
+        return None
 
     def poll(self) -> dict[str, Any]:
         """The operation's current state."""
@@ -234,12 +226,12 @@ class BulkExport:
                 "%s: could not cancel bulk operation %s: %s", self.client.store, self.operation_id, exc
             )
 
-    def pages(self, state: dict[str, Any], request_path: str) -> Iterator[OrderPage]:
-        """The result file as pages of whole orders (verbatim JSONL), streamed."""
+    def pages(self, state: dict[str, Any], request_path: str, first_number: int = 1) -> Iterator[OrderPage]:
+        """The result file as pages of whole orders (verbatim JSONL), streamed, numbered from `first_number`."""
         url = state.get("url")
         if not url:
             return  # nothing matched: Shopify offers no file
-        number = 1
+        number = first_number
         for chunk, roots in self._chunks(str(url)):
             yield OrderPage(
                 page_number=number,
@@ -345,6 +337,13 @@ class BulkExport:
             )
         )
         return BulkOperationFailed(message, store=self.client.store, endpoint=self.client.endpoint)
+
+
+def concurrent_bulk_limit(api_version: str) -> int:
+    """How many bulk queries Shopify runs at once per app and shop at `api_version` (`YYYY-MM` or
+    `unstable`): five from 2026-01, one before."""
+    newer = api_version == "unstable" or api_version >= CONCURRENT_BULK_FROM
+    return MAX_CONCURRENT_BULK if newer else 1
 
 
 def poll_delay(elapsed: float, settings: BulkSettings) -> float:

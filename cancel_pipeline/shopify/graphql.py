@@ -27,7 +27,8 @@ from typing import Any
 import httpx
 import orjson
 
-from cancel_pipeline.shopify.bulk import BulkExport, BulkSettings
+from cancel_pipeline.shopify.bulk import BulkSettings, concurrent_bulk_limit
+from cancel_pipeline.shopify.bulk_slices import SlicedBulkRead
 from cancel_pipeline.shopify.cost import (
     MAX_QUERY_COST,
     STANDARD_BUCKET_POINTS,
@@ -107,6 +108,7 @@ class ShopifyGraphQLClient(SessionClient):
         logger: logging.Logger | None = None,
         bulk_threshold: timedelta | None = None,
         bulk_settings: BulkSettings | None = None,
+        bulk_concurrency: int | None = None,
         progress_logger: logging.Logger | None = None,
     ) -> None:
         self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
@@ -132,6 +134,15 @@ class ShopifyGraphQLClient(SessionClient):
         self._order_cost = float(ORDER_COST)
         self.bulk_threshold = bulk_threshold
         self._bulk_settings = bulk_settings or BulkSettings()
+        allowed = concurrent_bulk_limit(api_version)
+        if bulk_concurrency is not None and not 1 <= bulk_concurrency <= allowed:
+            raise ValueError(
+                f"bulk_concurrency must be from 1 to {allowed} at Admin API version {api_version} (Shopify runs "
+                f"{allowed} bulk {'query' if allowed == 1 else 'queries'} at once per app there), "
+                f"got {bulk_concurrency}"
+            )
+        self.bulk_concurrency = allowed if bulk_concurrency is None else bulk_concurrency
+        """How many bulk operations (slices of a range) a bulk read runs at once."""
 
     @property
     def log(self) -> logging.Logger:
@@ -146,6 +157,10 @@ class ShopifyGraphQLClient(SessionClient):
     def pause(self, seconds: float) -> None:
         """Wait, with the client's injectable sleep."""
         self._session.pause(seconds)
+
+    def now(self) -> float:
+        """Seconds on the client's injectable monotonic clock."""
+        return self._session.clock()
 
     def execute(self, operation: str, query: str, variables: dict[str, Any], cost: float = 10) -> dict:
         """Send one query or mutation, paced and retried; its parsed answer (`data` and `extensions`)."""
@@ -177,7 +192,8 @@ class ShopifyGraphQLClient(SessionClient):
 
         Each page holds up to `limit` orders, fewer when the single-query cost limit needs it. `fields` is
         REST's and not supported here; `streams` is accepted for interface parity, and one cursor is walked
-        (the cost bucket, not the latency, bounds a GraphQL fetch).
+        (the cost bucket, not the latency, bounds a GraphQL fetch). A range longer than `bulk_threshold` is
+        read by bulk operations instead: `bulk_concurrency` of them at once, one per slice (`bulk_slices.py`).
         """
         if not 1 <= limit <= MAX_CONNECTION_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_CONNECTION_PAGE}, got {limit}")
@@ -187,16 +203,32 @@ class ShopifyGraphQLClient(SessionClient):
             raise ValueError(
                 "fields= selects REST fields; the GraphQL client always selects the order fields"
             )
+        if (
+            updated_at_min is not None
+            and updated_at_max is not None
+            and self._wants_bulk(updated_at_min, updated_at_max)
+        ):
+            read = SlicedBulkRead(
+                self,
+                self._bulk_settings,
+                status=status,
+                updated_at_min=updated_at_min,
+                updated_at_max=updated_at_max,
+                concurrency=self.bulk_concurrency,
+                request_path=lambda search: f"{self.endpoint} bulkOperationRunQuery {_selection(search)}",
+                pager=lambda low, high, number: self._paged(
+                    orders_search(status=status, updated_at_min=low, updated_at_max=high), limit, number
+                ),
+            )
+            yield from read.pages()
+            return
         search = orders_search(status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max)
-        selection = f"orders(query: {search or ''!r}, sortKey: UPDATED_AT)"
-        request_path = f"{self.endpoint} {selection}"
-        if self._wants_bulk(updated_at_min, updated_at_max):
-            export = BulkExport(self, self._bulk_settings)
-            if export.start(search) is not None:
-                yield from self._bulk_pages(export, f"{self.endpoint} bulkOperationRunQuery {selection}")
-                return
+        yield from self._paged(search, limit, 1)
+
+    def _paged(self, search: str | None, limit: int, page_number: int) -> Iterator[OrderPage]:
+        """Pages of the `orders` connection for `search`, walking one cursor, numbered from `page_number`."""
+        request_path = f"{self.endpoint} {_selection(search)}"
         after: str | None = None
-        page_number = 1
         while True:
             variables: dict[str, Any] = {"after": after, "query": search}
             response, body, first = self._query_sized(
@@ -216,21 +248,9 @@ class ShopifyGraphQLClient(SessionClient):
             if not isinstance(after, str):
                 raise self._unexpected_body("orders")
 
-    def _wants_bulk(self, updated_at_min: datetime | None, updated_at_max: datetime | None) -> bool:
-        """A range longer than `bulk_threshold` is read by one bulk operation; shorter ones page."""
-        if self.bulk_threshold is None or updated_at_min is None or updated_at_max is None:
-            return False
-        return updated_at_max - updated_at_min > self.bulk_threshold
-
-    def _bulk_pages(self, export: BulkExport, request_path: str) -> Iterator[OrderPage]:
-        try:
-            state = export.wait()
-        except BaseException:
-            # Stopped while Shopify may still work on it (an error, a terminated run): cancel it, or it would
-            # hold the app's bulk slot until it finishes. An operation that already ended is left alone.
-            export.cancel()
-            raise
-        yield from export.pages(state, f"{request_path} {export.operation_id}")
+    def _wants_bulk(self, updated_at_min: datetime, updated_at_max: datetime) -> bool:
+        """A range longer than `bulk_threshold` is read by bulk operations; shorter ones page."""
+        return self.bulk_threshold is not None and updated_at_max - updated_at_min > self.bulk_threshold
 
     def refetch_page(self, request_path: str, page_number: int) -> OrderPage:
         """Not needed over GraphQL: every answer is parsed in full when it arrives (its cursor is in it), so
@@ -539,6 +559,11 @@ class ShopifyGraphQLClient(SessionClient):
 
     def _unexpected_body(self, operation: str) -> ShopifyError:
         return self._session.unexpected_body(f"GraphQL {operation} on {self.endpoint}", self.endpoint)
+
+
+def _selection(search: str | None) -> str:
+    """The `orders` selection as a request path shows it."""
+    return f"orders(query: {search or ''!r}, sortKey: UPDATED_AT)"
 
 
 def _operation_name(query: str) -> str | None:

@@ -3,8 +3,8 @@
 Environment: `SHOPIFY_STORE`, `SHOPIFY_ACCESS_TOKEN` or `SHOPIFY_CLIENT_ID`/`SHOPIFY_CLIENT_SECRET`,
 `SHOPIFY_API_VERSION`, `SHOPIFY_API` (`graphql` or `rest`: which Admin API reads the orders), the REST pacing
 settings `SHOPIFY_BUCKET_SIZE` / `SHOPIFY_LEAK_RATE`, the GraphQL ones `SHOPIFY_GRAPHQL_BUCKET_POINTS` /
-`SHOPIFY_GRAPHQL_RESTORE_RATE`, `SHOPIFY_BULK_THRESHOLD_HOURS` (a longer GraphQL range is one bulk operation),
-and
+`SHOPIFY_GRAPHQL_RESTORE_RATE`, `SHOPIFY_BULK_THRESHOLD_HOURS` (a longer GraphQL range is read by bulk
+operations), `SHOPIFY_BULK_CONCURRENCY` (how many bulk operations, one per slice of the range, run at once), and
 `SHOPIFY_FETCH_STREAMS`, how many page streams a long fetch runs at once (one cursor cannot use a Plus bucket:
 Shopify takes 200-500 ms a page). With no store configured the client talks, in-process, to the built-in demo
 store.
@@ -24,6 +24,7 @@ import httpx
 from pydantic import Field
 
 from cancel_pipeline.embedded import DEMO_STORE, embedded_shop
+from cancel_pipeline.shopify.bulk import MAX_CONCURRENT_BULK, concurrent_bulk_limit
 from cancel_pipeline.shopify.client import DEFAULT_API_VERSION, ShopifyClient, resolve_store
 from cancel_pipeline.shopify.cost import STANDARD_BUCKET_POINTS, STANDARD_RESTORE_RATE
 from cancel_pipeline.shopify.errors import ShopifyConfigError
@@ -102,6 +103,14 @@ class ShopifyResource(dg.ConfigurableResource):
         description="GraphQL: a range longer than this many hours is read by one bulk operation instead of "
         "paging; 0 turns bulk off; unset: 72 (a scheduled daily window pages, a backfill bulks)",
     )
+    bulk_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONCURRENT_BULK,
+        description="GraphQL: how many bulk operations read a bulk range at once, each one contiguous "
+        "updated_at slice of it; at most what the API version allows (5 from 2026-01, 1 before); unset: that "
+        "most",
+    )
     fetch_streams: int | None = Field(
         default=None,
         ge=1,
@@ -116,7 +125,7 @@ class ShopifyResource(dg.ConfigurableResource):
 
         The API choice and pacing settings are not secrets and are read now (`SHOPIFY_API`,
         `SHOPIFY_BUCKET_SIZE`, `SHOPIFY_LEAK_RATE`, `SHOPIFY_GRAPHQL_BUCKET_POINTS`,
-        `SHOPIFY_GRAPHQL_RESTORE_RATE`, `SHOPIFY_FETCH_STREAMS`).
+        `SHOPIFY_GRAPHQL_RESTORE_RATE`, `SHOPIFY_BULK_CONCURRENCY`, `SHOPIFY_FETCH_STREAMS`).
         """
         settings: dict[str, Any] = {
             field: dg.EnvVar(variable)
@@ -142,8 +151,13 @@ class ShopifyResource(dg.ConfigurableResource):
         if (streams := os.environ.get("SHOPIFY_FETCH_STREAMS")) is not None and streams.strip():
             settings["fetch_streams"] = fetch_streams_setting(streams)
         # Neither is a secret, so both are checked now: a typo fails the load, not the first run.
-        if (version := os.environ.get("SHOPIFY_API_VERSION", "")).strip():
+        version = os.environ.get("SHOPIFY_API_VERSION", "")
+        if version.strip():
             api_version_setting(version)
+        if (concurrency := os.environ.get("SHOPIFY_BULK_CONCURRENCY")) is not None and concurrency.strip():
+            settings["bulk_concurrency"] = bulk_concurrency_setting(
+                concurrency, version.strip() or DEFAULT_API_VERSION
+            )
         if (store := os.environ.get("SHOPIFY_STORE", "")).strip():
             store_setting(store)
         return cls(**settings)
@@ -169,6 +183,15 @@ class ShopifyResource(dg.ConfigurableResource):
             DEFAULT_BULK_THRESHOLD_HOURS if self.bulk_threshold_hours is None else self.bulk_threshold_hours
         )
         return timedelta(hours=hours) if hours > 0 else None
+
+    @property
+    def bulk_operations(self) -> int:
+        """`bulk_concurrency`, or when unset as many bulk operations at once as the pinned API version allows
+        (5 from 2026-01, 1 before); a value above that fails naming both settings."""
+        version = _value(self.api_version) or DEFAULT_API_VERSION
+        if self.bulk_concurrency is None:
+            return concurrent_bulk_limit(version)
+        return bulk_concurrency_setting(str(self.bulk_concurrency), version)
 
     @property
     def chosen_api(self) -> str:
@@ -238,6 +261,7 @@ class ShopifyResource(dg.ConfigurableResource):
             "bucket_points": self.graphql_bucket_points or STANDARD_BUCKET_POINTS,
             "restore_rate": self.graphql_restore_rate or STANDARD_RESTORE_RATE,
             "bulk_threshold": self.bulk_threshold,
+            "bulk_concurrency": self.bulk_operations,
         }
         if self.uses_embedded_store:
             points = self.graphql_bucket_points or DEMO_GRAPHQL_BUCKET_POINTS
@@ -344,6 +368,28 @@ def fetch_streams_setting(raw: str) -> int:
             f"SHOPIFY_FETCH_STREAMS must be a whole number from 1 to {MAX_FETCH_STREAMS}, got {raw!r}"
         )
     return streams
+
+
+def bulk_concurrency_setting(raw: str, api_version: str) -> int:
+    """`SHOPIFY_BULK_CONCURRENCY` as a whole number from 1 to what `api_version` allows (5 from 2026-01, 1
+    before); anything else fails naming the variable, and SHOPIFY_API_VERSION when the version is the limit."""
+    try:
+        concurrency = int(raw.strip())
+    except ValueError:
+        concurrency = 0
+    if not 1 <= concurrency <= MAX_CONCURRENT_BULK:
+        raise ShopifySettingsError(
+            f"SHOPIFY_BULK_CONCURRENCY must be a whole number of bulk operations from 1 to "
+            f"{MAX_CONCURRENT_BULK}, got {raw!r}"
+        )
+    allowed = concurrent_bulk_limit(api_version)
+    if concurrency > allowed:
+        raise ShopifySettingsError(
+            f"SHOPIFY_BULK_CONCURRENCY={concurrency} is more than SHOPIFY_API_VERSION={api_version} allows: "
+            f"Shopify runs one bulk query at a time per app before 2026-01; set SHOPIFY_BULK_CONCURRENCY=1 "
+            f"or pin SHOPIFY_API_VERSION to 2026-01 or later"
+        )
+    return concurrency
 
 
 def _value(setting: str | None) -> str | None:

@@ -248,6 +248,8 @@ class BulkOperations:
         self._numbers = itertools.count(BULK_ID_BASE + 1)
         self._folder: str | None = None
         self._finalizer: weakref.finalize | None = None
+        self.peak_running = 0
+        """The most operations running at once so far (counted as each starts): what concurrency a client got."""
 
     def _results_folder(self) -> str:
         # Made on the first bulk query (most stores never run one) and removed when the store goes away; a
@@ -262,6 +264,11 @@ class BulkOperations:
         """Remove the result files now."""
         if self._finalizer is not None:
             self._finalizer()
+
+    def all(self) -> list[BulkOperation]:
+        """Every operation so far, oldest first."""
+        with self._lock:
+            return [self._operations[number] for number in sorted(self._operations)]
 
     def running(self, now: datetime) -> list[BulkOperation]:
         """Operations not yet finished as clients see them."""
@@ -279,6 +286,7 @@ class BulkOperations:
         fail: dict[str, Any] | None = None,
     ) -> BulkOperation:
         """Create an operation and start its worker."""
+        self.peak_running = max(self.peak_running, len(self.running(now)) + 1)
         number = next(self._numbers)
         token = secrets.token_urlsafe(16)
         op = BulkOperation(
