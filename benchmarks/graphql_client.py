@@ -1,4 +1,7 @@
-"""The product's clients over the same days of the demo store: REST pages, GraphQL pages, one bulk operation.
+"""The product's clients over the same days of the demo store: REST pages, GraphQL pages, GraphQL bulk.
+
+GraphQL bulk runs the client's default number of bulk operations at once (5 at its API version), one per
+slice of the range.
 
 The demo store is served in process over HTTP on a frozen clock (seed 7) with Plus buckets (REST 400 / 20 a
 second, GraphQL 20,000 points / 1,000 a second) and its bulk latency model at its defaults (3 s queued, 2,000

@@ -235,7 +235,7 @@ def _bulk_orders() -> list[dict[str, Any]]:
 
 
 def _bulk_client(shop: GraphQLShop, **settings: Any) -> ShopifyGraphQLClient:
-    """One bulk operation per range (what these tests look at); slices are tested against the demo store."""
+    """One bulk operation per range unless `bulk_concurrency` is given (the slice tests below)."""
     return _client(
         shop,
         bulk_threshold=timedelta(days=2),
@@ -485,6 +485,20 @@ def test_slices_that_never_get_a_slot_are_paged_once_ours_have_finished(caplog) 
     assert sorted(r["id"] for r in roots) == sorted(graphql_node(o)["id"] for o in _bulk_orders())
     assert [r["updatedAt"] for r in roots] == sorted(r["updatedAt"] for r in roots)
     assert any("no bulk slot for slices 3 to 5 of 5" in r.getMessage() for r in caplog.records)
+
+
+def test_closing_the_client_cancels_the_slices_of_a_read_left_unfinished() -> None:
+    # What a run stopped inside the consumer leaves: the iterator suspended at a page, slices 3 and 4 running.
+    shop = GraphQLShop(_bulk_orders(), bulk_slots=2)
+    client = _bulk_client(shop, bulk_concurrency=5)
+    with client:
+        pages = client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS)
+        first = next(pages)
+    assert first.page_number == 1 and first.request_path.endswith("BulkOperation/100")
+    assert [op["status"] for op in shop.bulk.values()] == ["COMPLETED"] * 2 + ["CANCELED"] * 2
+    assert shop.operations[-2:] == ["CancelBulkOperation"] * 2
+    pages.close()  # the iterator's own cleanup finds nothing left to cancel
+    assert shop.operations.count("CancelBulkOperation") == 2
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,8 @@ class BulkExport:
         self.label = label
         self.operation_id: str | None = None
         self.ended = False
-        """True once Shopify reported the operation finished (completed or not): nothing left to cancel."""
+        """True once Shopify reported the operation finished (completed or not), or once it was asked to cancel
+        it: nothing left to cancel."""
         self.refusal: str | None = None
         """Why the last `try_start` could not start: Shopify's message about the app's busy bulk slots."""
 
@@ -218,6 +219,7 @@ class BulkExport:
         """Ask Shopify to cancel the operation (best effort: a failure here must not hide the cause)."""
         if self.operation_id is None or self.ended:
             return
+        self.ended = True  # asked once: a second request would only be refused
         try:
             self.client.execute("bulkOperationCancel", CANCEL_MUTATION, {"id": self.operation_id})
             self.client.log.warning("%s: bulk operation %s cancelled", self.client.store, self.operation_id)

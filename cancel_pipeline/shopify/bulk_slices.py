@@ -117,11 +117,6 @@ class SlicedBulkRead:
         self._peak = 0
         self._summarized = False
 
-    @property
-    def slices(self) -> int:
-        """How many slices the range is cut into."""
-        return len(self._slices)
-
     def pages(self) -> Iterator[OrderPage]:
         """The range's pages, earliest slice first; cancels every running operation if it does not finish."""
         try:
@@ -129,9 +124,13 @@ class SlicedBulkRead:
         except BaseException:
             # Stopped or failed while Shopify may still work on some slices: cancel them, or they would hold the
             # app's bulk slots until they finish. Operations that already ended are left alone.
-            for part in self._slices:
-                part.export.cancel()
+            self.cancel()
             raise
+
+    def cancel(self) -> None:
+        """Cancel every operation of the read still running (best effort, each once)."""
+        for part in self._slices:
+            part.export.cancel()
 
     def _read(self) -> Iterator[OrderPage]:
         log, store = self._client.log, self._client.store

@@ -143,6 +143,7 @@ class ShopifyGraphQLClient(SessionClient):
             )
         self.bulk_concurrency = allowed if bulk_concurrency is None else bulk_concurrency
         """How many bulk operations (slices of a range) a bulk read runs at once."""
+        self._bulk_reads: list[SlicedBulkRead] = []
 
     @property
     def log(self) -> logging.Logger:
@@ -161,6 +162,15 @@ class ShopifyGraphQLClient(SessionClient):
     def now(self) -> float:
         """Seconds on the client's injectable monotonic clock."""
         return self._session.clock()
+
+    def close(self) -> None:
+        """Cancel the bulk operations of a read left unfinished, then close the connections.
+
+        A run stopped while its consumer (not this client) runs leaves the page iterator suspended, and its
+        slices still running at Shopify would hold the app's bulk slots until the iterator is collected."""
+        for read in list(self._bulk_reads):
+            read.cancel()
+        super().close()
 
     def execute(self, operation: str, query: str, variables: dict[str, Any], cost: float = 10) -> dict:
         """Send one query or mutation, paced and retried; its parsed answer (`data` and `extensions`)."""
@@ -220,7 +230,11 @@ class ShopifyGraphQLClient(SessionClient):
                     orders_search(status=status, updated_at_min=low, updated_at_max=high), limit, number
                 ),
             )
-            yield from read.pages()
+            self._bulk_reads.append(read)
+            try:
+                yield from read.pages()
+            finally:
+                self._bulk_reads.remove(read)
             return
         search = orders_search(status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max)
         yield from self._paged(search, limit, 1)

@@ -100,7 +100,7 @@ class ShopifyResource(dg.ConfigurableResource):
     bulk_threshold_hours: float | None = Field(
         default=None,
         ge=0,
-        description="GraphQL: a range longer than this many hours is read by one bulk operation instead of "
+        description="GraphQL: a range longer than this many hours is read by bulk operations instead of "
         "paging; 0 turns bulk off; unset: 72 (a scheduled daily window pages, a backfill bulks)",
     )
     bulk_concurrency: int | None = Field(

@@ -126,7 +126,7 @@ def fetch_and_land_window(
         "orders": landed.orders,
         "requests": stats.requests,
         "api": client.api,
-        "read_by": ", ".join(operations),  # orders (pages), bulk (one bulk operation)
+        "read_by": ", ".join(operations),  # orders (pages), bulk (bulk operations)
         "streams": shopify.page_streams,
         "retries": stats.retries,
         "throttled_429": stats.throttled_429,
