@@ -487,6 +487,16 @@ def test_slices_that_never_get_a_slot_are_paged_once_ours_have_finished(caplog) 
     assert any("no bulk slot for slices 3 to 5 of 5" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize(("version", "concurrency"), [("2025-10", 2), ("2026-07", 6), ("2026-07", 0)])
+def test_more_bulk_operations_than_the_api_version_allows_are_refused(version: str, concurrency: int) -> None:
+    with pytest.raises(
+        ValueError, match=f"bulk_concurrency must be from 1 to .* at Admin API version {version}"
+    ):
+        ShopifyGraphQLClient(
+            "unit-shop", access_token=TOKEN, api_version=version, bulk_concurrency=concurrency
+        )
+
+
 def test_closing_the_client_cancels_the_slices_of_a_read_left_unfinished() -> None:
     # What a run stopped inside the consumer leaves: the iterator suspended at a page, slices 3 and 4 running.
     shop = GraphQLShop(_bulk_orders(), bulk_slots=2)

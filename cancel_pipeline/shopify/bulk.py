@@ -1,4 +1,4 @@
-"""History through a Bulk Operation: one `bulkOperationRunQuery` over a whole range instead of paging.
+"""History through a Bulk Operation: one `bulkOperationRunQuery` over a range (or a slice of one) instead of paging.
 
 Shopify runs the query on its side and offers the result as a JSONL file: one line per order, one per line
 item and refund line with `__parentId` naming its parent (asked with `groupObjects: true`, so children come
@@ -125,7 +125,8 @@ class BulkSettings:
     """How a bulk export waits and reads."""
 
     wait_for_slot_s: float = 600.0
-    """How long to wait for another bulk query of the app to finish before paging instead."""
+    """How long to wait for a bulk slot held by other bulk queries of the app (while none of the read's own
+    operations runs, whose end would free one) before paging instead."""
     poll_initial_s: float = 1.0
     poll_max_s: float = 30.0
     poll_fraction: float = 0.1

@@ -111,6 +111,14 @@ class ShopifyGraphQLClient(SessionClient):
         bulk_concurrency: int | None = None,
         progress_logger: logging.Logger | None = None,
     ) -> None:
+        # Checked before the session opens its connection pool.
+        allowed = concurrent_bulk_limit(api_version)
+        if bulk_concurrency is not None and not 1 <= bulk_concurrency <= allowed:
+            raise ValueError(
+                f"bulk_concurrency must be from 1 to {allowed} at Admin API version {api_version} (Shopify runs "
+                f"{allowed} bulk {'query' if allowed == 1 else 'queries'} at once per app there), "
+                f"got {bulk_concurrency}"
+            )
         self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
         session = ShopifySession(
             store,
@@ -134,13 +142,6 @@ class ShopifyGraphQLClient(SessionClient):
         self._order_cost = float(ORDER_COST)
         self.bulk_threshold = bulk_threshold
         self._bulk_settings = bulk_settings or BulkSettings()
-        allowed = concurrent_bulk_limit(api_version)
-        if bulk_concurrency is not None and not 1 <= bulk_concurrency <= allowed:
-            raise ValueError(
-                f"bulk_concurrency must be from 1 to {allowed} at Admin API version {api_version} (Shopify runs "
-                f"{allowed} bulk {'query' if allowed == 1 else 'queries'} at once per app there), "
-                f"got {bulk_concurrency}"
-            )
         self.bulk_concurrency = allowed if bulk_concurrency is None else bulk_concurrency
         """How many bulk operations (slices of a range) a bulk read runs at once."""
         self._bulk_reads: list[SlicedBulkRead] = []
