@@ -328,9 +328,10 @@ def test_a_running_bulk_operation_is_polled_a_tenth_of_its_age_apart() -> None:
     assert 1.0 < pauses[-1] < 30.0
 
 
-def test_a_busy_bulk_slot_is_waited_for_then_paged_instead(caplog) -> None:
+@pytest.mark.parametrize("concurrency", [1, 5])
+def test_a_busy_bulk_slot_is_waited_for_then_paged_instead(caplog, concurrency: int) -> None:
     shop = GraphQLShop(_bulk_orders(), bulk_busy=100)
-    with _bulk_client(shop, wait_for_slot_s=20, poll_initial_s=4) as client:
+    with _bulk_client(shop, wait_for_slot_s=20, poll_initial_s=4, bulk_concurrency=concurrency) as client:
         pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
     assert {p.operation for p in pages} == {"orders"}
     assert sum(p.order_count for p in pages) == 101
@@ -338,11 +339,13 @@ def test_a_busy_bulk_slot_is_waited_for_then_paged_instead(caplog) -> None:
     assert any("paging instead" in r.getMessage() for r in caplog.records)
 
 
-def test_a_slot_freed_in_time_is_used() -> None:
+@pytest.mark.parametrize("concurrency", [1, 5])
+def test_a_slot_freed_in_time_is_used(concurrency: int) -> None:
     shop = GraphQLShop(_bulk_orders(), bulk_busy=2)
-    with _bulk_client(shop) as client:
+    with _bulk_client(shop, bulk_concurrency=concurrency) as client:
         pages = list(client.iter_order_pages(updated_at_min=T0, updated_at_max=T0 + DAYS))
-    assert {p.operation for p in pages} == {"bulk"}
+    assert {p.operation for p in pages} == {"bulk"} and len(shop.bulk) == concurrency
+    assert sum(p.order_count for p in pages) == 101
 
 
 @pytest.mark.parametrize("end", ["FAILED", "CANCELED", "EXPIRED"])
