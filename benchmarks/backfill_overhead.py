@@ -16,6 +16,8 @@ a fresh instance and warehouse (`--modes`):
   which the docs give as the fastest way), one after the other without waiting; the tables then follow
   through the `automation_sensor` (declarative automation, a tick every 30 s). Measured from the first
   launch to the tables' run finished. The tables run once for both feeds when both landed before a tick.
+- `raw-sequential`: `raw-only` with the second raw run launched once the first has ended, so each feed's
+  share is its own (no wait for the other's pool slot).
 - `daemon`: one partition backfill of both raw assets and everything downstream through the webserver's
   GraphQL API (the UI's backfill choice); the backfill daemon launches the runs on its 30 s ticks.
 
@@ -82,7 +84,7 @@ RAW_ASSETS = {"raw_canceled_order_pages": 24 * 60, "raw_updated_order_pages": 24
 RAW_JOBS = {"raw_canceled_order_pages": "canceled_order_job", "raw_updated_order_pages": "canceled_items_job"}
 """Raw asset -> the job of it and everything downstream (cancel_pipeline/defs/ingestion/jobs.py)."""
 
-MODES = ("single-run", "sequential", "raw-only", "daemon")
+MODES = ("single-run", "sequential", "raw-only", "raw-sequential", "daemon")
 ASSET_JOB = "__ASSET_JOB"
 """Dagster's implicit job of any asset selection: what a launch from an asset page runs."""
 RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
@@ -324,10 +326,17 @@ def single_runs(
 
 
 def raw_only_runs(
-    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, timeout: float, storage: str
+    workdir: Path,
+    span: tuple[datetime, datetime],
+    orders_per_hour: float,
+    timeout: float,
+    storage: str,
+    *,
+    sequential: bool = False,
 ) -> dict[str, Any]:
-    """Launch one range run of each raw asset alone, one after the other; wait for both, then for the
-    automation sensor's run(s) of the tables; return the figures with each feed's share."""
+    """Launch one range run of each raw asset alone, one after the other (the second once the first ended,
+    if `sequential`); wait for both, then for the automation sensor's run(s) of the tables; return the
+    figures with each feed's share."""
     start, end = span
     with dagster_dev_on_span(workdir, span, orders_per_hour, storage) as (server, client, selection):
         wait_until_idle(client)
@@ -339,6 +348,8 @@ def raw_only_runs(
             began = time.time()
             raw_ids.append(launch_range_run(client, ASSET_JOB, keys[0], keys[-1], assets=[raw]))
             launch_seconds[raw] = round(time.time() - began, 2)
+            if sequential:
+                wait_for_runs(client, raw_ids[-1:], timeout)
         raw_runs = wait_for_runs(client, raw_ids, timeout)
         raw_done = max(run.ended or 0.0 for run in raw_runs)
         # The tables' run(s) come from the automation sensor's next tick(s) after the raw runs ended.
@@ -369,7 +380,7 @@ def raw_only_runs(
         ]
     statuses = {run.status for run in runs}
     return {
-        "mode": "raw-only",
+        "mode": "raw-sequential" if sequential else "raw-only",
         "storage": storage,
         "launch_call_s": launch_seconds,
         "span": (start, end),
@@ -541,8 +552,15 @@ def main(argv: list[str] | None = None) -> int:
         for storage in storages:
             for mode in modes:
                 folder = workdir / f"{mode}-{storage}"
-                if mode == "raw-only":
-                    figures = raw_only_runs(folder, (start, end), args.orders_per_hour, args.timeout, storage)
+                if mode in ("raw-only", "raw-sequential"):
+                    figures = raw_only_runs(
+                        folder,
+                        (start, end),
+                        args.orders_per_hour,
+                        args.timeout,
+                        storage,
+                        sequential=mode == "raw-sequential",
+                    )
                 elif mode == "daemon":
                     figures = ui_backfill(folder, (start, end), args.orders_per_hour, args.timeout, storage)
                 else:

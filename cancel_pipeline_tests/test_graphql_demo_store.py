@@ -47,19 +47,23 @@ _TABLES = ("raw_order_objects", "order_versions", "canceled_orders", "canceled_l
 FAST_BULK = {"bulk_start_delay": 0.0, "bulk_seconds_per_1000": 0.01, "bulk_cancel_delay": 0.0}
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[DemoStore, str]]:
+def _serve_store(**bulk_timing: float) -> Iterator[tuple[DemoStore, str]]:
     store = DemoStore(
         clock=FrozenClock(DEMO_NOW),
         bucket_size=400,
         leak_rate=20.0,
         graphql_bucket_size=20000,
         graphql_restore_rate=1000,
-        **FAST_BULK,
+        **bulk_timing,
     )
     with serve(store) as url:
         yield store, url
     store.graphql.bulk.close()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[DemoStore, str]]:
+    yield from _serve_store(**FAST_BULK)
 
 
 def _graphql(url: str, **kwargs: Any) -> ShopifyGraphQLClient:
@@ -172,17 +176,7 @@ def test_a_cut_bulk_download_is_resumed(served, tmp_path: Path) -> None:
 def served_slow() -> Iterator[tuple[DemoStore, str]]:
     """Bulk operations that stay CREATED for 2 s, so the slices of a read are all running when the last starts,
     at most two running at once (LIMIT_REACHED beyond), and cancelled at once."""
-    store = DemoStore(
-        clock=FrozenClock(DEMO_NOW),
-        graphql_bucket_size=20000,
-        graphql_restore_rate=1000,
-        bulk_start_delay=2.0,
-        bulk_seconds_per_1000=0.01,
-        bulk_cancel_delay=0.0,
-    )
-    with serve(store) as url:
-        yield store, url
-    store.graphql.bulk.close()
+    yield from _serve_store(bulk_start_delay=2.0, bulk_seconds_per_1000=0.01, bulk_cancel_delay=0.0)
 
 
 def _statuses(store: DemoStore) -> list[str]:
