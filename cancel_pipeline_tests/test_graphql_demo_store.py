@@ -183,6 +183,31 @@ def _statuses(store: DemoStore) -> list[str]:
     return [store.graphql.bulk.status(op, store.clock()) for op in store.graphql.bulk.all()]
 
 
+def _bulk_resources(url: str, tmp_path: Path, **shopify: Any) -> dict[str, Any]:
+    """The raw asset's resources: GraphQL with a 24 h bulk threshold, a warehouse in `tmp_path`."""
+    return {
+        "shopify": ShopifyResource(
+            store=url, access_token=DEMO_TOKEN, api="graphql", bulk_threshold_hours=24, **shopify
+        ),
+        "duckdb": WarehouseResource(database=str(tmp_path / "warehouse.duckdb")),
+    }
+
+
+def _materialize_march_first(
+    resources: dict[str, Any], raise_on_error: bool = True
+) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    """One run of `raw_updated_order_pages` over 2026-03-01..02: its result and its log messages."""
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [raw_updated_order_pages],
+            resources=resources,
+            tags={RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"},
+            instance=instance,
+            raise_on_error=raise_on_error,
+        )
+        return result, [record.user_message for record in instance.all_logs(result.run_id)]
+
+
 def test_the_slices_of_a_range_run_at_once(served_slow, caplog) -> None:
     store, url = served_slow
     caplog.set_level("INFO", logger="cancel_pipeline.shopify")
@@ -233,21 +258,8 @@ def test_a_failed_slice_fails_the_run_lands_nothing_and_cancels_the_other_slices
     )
     store.set_faults(bulk_fail_next=[{"error_code": "INTERNAL_SERVER_ERROR", "after_objects": 5}])
     with serve(store) as url:
-        resources = {
-            "shopify": ShopifyResource(
-                store=url, access_token=DEMO_TOKEN, api="graphql", bulk_threshold_hours=24, bulk_concurrency=5
-            ),
-            "duckdb": WarehouseResource(database=str(tmp_path / "warehouse.duckdb")),
-        }
-        with dg.instance_for_test() as instance:
-            result = dg.materialize(
-                [raw_updated_order_pages],
-                resources=resources,
-                tags={RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"},
-                instance=instance,
-                raise_on_error=False,
-            )
-            messages = [record.user_message for record in instance.all_logs(result.run_id)]
+        resources = _bulk_resources(url, tmp_path, bulk_concurrency=5)
+        result, messages = _materialize_march_first(resources, raise_on_error=False)
         statuses = _statuses(store)
     store.graphql.bulk.close()
     assert not result.success
@@ -299,20 +311,8 @@ def served_2026() -> Iterator[tuple[DemoStore, str]]:
 
 def test_the_raw_asset_reads_a_range_by_bulk_and_says_so(served_2026, tmp_path: Path) -> None:
     _, url = served_2026
-    resources = {
-        "shopify": ShopifyResource(
-            store=url, access_token=DEMO_TOKEN, api="graphql", bulk_threshold_hours=24
-        ),
-        "duckdb": WarehouseResource(database=str(tmp_path / "warehouse.duckdb")),
-    }
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [raw_updated_order_pages],
-            resources=resources,
-            tags={RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"},
-            instance=instance,
-        )
-        messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    resources = _bulk_resources(url, tmp_path)
+    result, messages = _materialize_march_first(resources)
     assert result.success
     # The bulk operation's progress is in the run's logs.
     assert any("bulk operation" in m and "started" in m for m in messages)
