@@ -42,8 +42,8 @@ from cancel_pipeline.shopify.pages import OrderPage
 #: polls, download and last part-filled page) to pay off.
 MIN_SLICE = timedelta(hours=1)
 
-Pager = Callable[[datetime, datetime, int], Iterator[OrderPage]]
-"""Pages (not bulk) of the orders updated in [min, max], numbered from the given page number."""
+Pager = Callable[[str | None, int], Iterator[OrderPage]]
+"""Pages (not bulk) of the orders an `orders` search matches, numbered from the given page number."""
 
 
 def slice_bounds(start: datetime, end: datetime, count: int) -> list[tuple[datetime, datetime]]:
@@ -97,6 +97,9 @@ class SlicedBulkRead:
         self._client = client
         self._settings = settings
         self._min, self._max = updated_at_min, updated_at_max
+        self._search = orders_search(
+            status=status, updated_at_min=updated_at_min, updated_at_max=updated_at_max
+        )
         self._selection_path = request_path
         self._pager = pager
         bounds = slice_bounds(updated_at_min, updated_at_max, concurrency)
@@ -147,7 +150,7 @@ class SlicedBulkRead:
         self._t0 = self._client.now()
         self._start_pending()
         if all(part.started_at is None for part in self._slices):
-            yield from self._pager(self._min, self._max, 1)  # no bulk slot at all: the range is paged, as one
+            yield from self._pager(self._search, 1)  # no bulk slot at all: the range is paged, as one
             return
         number = 1
         for part in self._slices:
@@ -156,7 +159,7 @@ class SlicedBulkRead:
             if part.result is not None:
                 pages = part.export.pages(part.result, self._path(part), number)
             else:
-                pages = self._pager(part.low, part.high, number)
+                pages = self._pager(part.search, number)
             for page in pages:
                 yield page
                 number = page.page_number + 1

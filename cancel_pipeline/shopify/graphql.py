@@ -227,9 +227,7 @@ class ShopifyGraphQLClient(SessionClient):
                 updated_at_max=updated_at_max,
                 concurrency=self.bulk_concurrency,
                 request_path=lambda search: f"{self.endpoint} bulkOperationRunQuery {_selection(search)}",
-                pager=lambda low, high, number: self._paged(
-                    orders_search(status=status, updated_at_min=low, updated_at_max=high), limit, number
-                ),
+                pager=lambda search, number: self._paged(search, limit, number),
             )
             self._bulk_reads.append(read)
             try:
