@@ -22,8 +22,9 @@ a fresh instance and warehouse (`--modes`):
   GraphQL API (the UI's backfill choice); the backfill daemon launches the runs on its 30 s ticks.
 
 `--storage` picks the instance's storage, each measured in the same sitting: `sqlite` (deploy/local/dagster.yaml,
-Dagster's own SQLite storage), `postgres` (deploy/postgres/dagster.yaml on a throwaway local PostgreSQL cluster,
-fresh for each mode), or `both`.
+Dagster's own SQLite storage), `postgres` (deploy/postgres/dagster.yaml on a throwaway local PostgreSQL cluster
+behind PgBouncer, as deployed, fresh for each mode), `postgres-direct` (the same with no PgBouncer), `both`
+(sqlite and postgres) or a comma-separated list.
 
 Dagster's share of a feed's run is read from the run's own log: from the run's creation to the raw step's
 "Fetching ..." message (logged just before its first request to the store), plus from its "Landed ..."
@@ -34,7 +35,7 @@ Targets (issue 13): both feeds over 30 days end to end in under 40 s (`single-ru
 of Dagster's share for both feeds together, on either storage.
 
     python benchmarks/backfill_overhead.py [--days 30] [--modes single-run,sequential,daemon]
-        [--storage sqlite|postgres|both] [--orders-per-hour 0.5] [--cli] [--timeout 900]
+        [--storage both|sqlite,postgres,postgres-direct] [--orders-per-hour 0.5] [--cli] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from cancel_pipeline_simulators.demo_store import DemoStore, FrozenClock, serve
 from cancel_pipeline_simulators.demo_store.settings import GRAPHQL_PLANS
 from cancel_pipeline_testkit.selection import downstream_closure
 from dagster_harness import (
+    DEPLOYED_STORAGES,
     PROJECT_ROOT,
     STORAGES,
     DagsterGraphQLClient,
@@ -528,9 +530,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--storage",
-        choices=(*STORAGES, "both"),
         default="both",
-        help="instance storage: Dagster's SQLite (deploy/local/), PostgreSQL (deploy/postgres/), or both",
+        help=(
+            f"comma-separated, of {', '.join(STORAGES)}: Dagster's SQLite (deploy/local/), PostgreSQL behind "
+            "PgBouncer (deploy/postgres/), the same with no PgBouncer; or both (sqlite,postgres; the default)"
+        ),
     )
     parser.add_argument(
         "--cli", action="store_true", help="also run the span with `dagster asset materialize` (no daemon)"
@@ -541,7 +545,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--modes takes a comma-separated list of {', '.join(MODES)}")
     if args.days < 1:
         parser.error("--days must be at least 1")
-    storages = list(STORAGES) if args.storage == "both" else [args.storage]
+    storages = (
+        list(DEPLOYED_STORAGES)
+        if args.storage == "both"
+        else [storage.strip() for storage in args.storage.split(",") if storage.strip()]
+    )
+    if not storages or any(storage not in STORAGES for storage in storages):
+        parser.error(f"--storage takes both or a comma-separated list of {', '.join(STORAGES)}")
 
     end = span_end(datetime.now(UTC))
     start = end - timedelta(days=args.days)

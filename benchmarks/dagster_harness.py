@@ -34,6 +34,7 @@ from cancel_pipeline_testkit.dagster_dev import (  # noqa: E402
 from cancel_pipeline_testkit.graphql import DagsterGraphQLClient, GraphQLError  # noqa: E402
 
 __all__ = [
+    "DEPLOYED_STORAGES",
     "PROJECT_ROOT",
     "STORAGES",
     "DagsterDevServer",
@@ -204,9 +205,13 @@ class SensorTick:
     skip_reason: str | None
 
 
-STORAGES = ("sqlite", "postgres")
-"""Instance storages a benchmark can run `dagster dev` on: Dagster's stock SQLite (deploy/local/) or
-PostgreSQL (deploy/postgres/, on a throwaway local cluster)."""
+STORAGES = ("sqlite", "postgres", "postgres-direct")
+"""Instance storages a benchmark can run `dagster dev` on: Dagster's stock SQLite (deploy/local/), PostgreSQL
+behind PgBouncer as deployed (deploy/postgres/, on a throwaway local cluster), or the same PostgreSQL with no
+pooler, to measure what PgBouncer saves."""
+
+DEPLOYED_STORAGES = ("sqlite", "postgres")
+"""The two storages the project ships an instance for; a benchmark's "both"."""
 
 
 @contextmanager
@@ -214,19 +219,25 @@ def instance_on(storage: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The instance's dagster.yaml text and the variables it needs, for a fresh instance on `storage`.
 
     "sqlite" is deploy/local/dagster.yaml as it is (Dagster's own SQLite storage in DAGSTER_HOME);
-    "postgres" is deploy/postgres/dagster.yaml as it is, on a throwaway cluster started here (stopped and
-    deleted on exit), its URL in `DAGSTER_POSTGRES_URL`.
+    "postgres" is deploy/postgres/dagster.yaml as it is, on a throwaway cluster behind PgBouncer started
+    here (both stopped and deleted on exit), PgBouncer's URL in `DAGSTER_POSTGRES_URL`; "postgres-direct"
+    gives the cluster's own URL instead.
     """
     if storage == "sqlite":
         yield (PROJECT_ROOT / "deploy" / "local" / "dagster.yaml").read_text(), {}
         return
-    if storage != "postgres":
+    if storage not in STORAGES:
         raise ValueError(f"unknown storage {storage!r}: one of {', '.join(STORAGES)}")
+    from cancel_pipeline_testkit.pgbouncer import run_pgbouncer
     from cancel_pipeline_testkit.postgres import run_postgres_cluster
 
+    config = (PROJECT_ROOT / "deploy" / "postgres" / "dagster.yaml").read_text()
     with run_postgres_cluster() as cluster:
-        config = (PROJECT_ROOT / "deploy" / "postgres" / "dagster.yaml").read_text()
-        yield config, {"DAGSTER_POSTGRES_URL": cluster.url}
+        if storage == "postgres-direct":
+            yield config, {"DAGSTER_POSTGRES_URL": cluster.url}
+            return
+        with run_pgbouncer(cluster) as bouncer:
+            yield config, {"DAGSTER_POSTGRES_URL": bouncer.url}
 
 
 @contextmanager

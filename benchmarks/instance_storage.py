@@ -4,12 +4,12 @@ Dagster records one materialization event per partition, whatever the run does: 
 writes N events to the instance's event log and updates the asset's partition status. This measures that
 cost alone, with a trivial hourly-partitioned asset (no Shopify, no DuckDB), materialized in one run over
 each range size of `--sizes`, on a fresh instance of each storage: `sqlite` (Dagster's default, as in
-deploy/local/) and `postgres` (deploy/postgres/dagster.yaml's storage, on a throwaway local cluster started
-for the measurement). For each run: the wall time of the run, and the time to read every materialization
+deploy/local/), `postgres` (deploy/postgres/dagster.yaml's storage, on a throwaway local cluster behind
+PgBouncer, as deployed, started for the measurement) and `postgres-direct` (the same cluster, no PgBouncer). For each run: the wall time of the run, and the time to read every materialization
 back (what the UI's partition status needs). The per-partition figure is the slope between the smallest and
 the largest range.
 
-    python benchmarks/instance_storage.py [--sizes 24,240,2400] [--storages sqlite,postgres] [--repeat 2]
+    python benchmarks/instance_storage.py [--sizes 24,240,2400] [--storages sqlite,postgres,postgres-direct] [--repeat 2]
 """
 
 import argparse
@@ -19,12 +19,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
 from tabulate import tabulate
 
+STORAGES = ("sqlite", "postgres", "postgres-direct")
 HOURLY = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,13 +44,19 @@ def instance_on(storage: str) -> Iterator[dg.DagsterInstance]:
             Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             yield dg.DagsterInstance.from_config(home)
             return
+        from cancel_pipeline_testkit.pgbouncer import run_pgbouncer
         from cancel_pipeline_testkit.postgres import run_postgres_cluster
 
-        with run_postgres_cluster() as cluster:
+        with run_postgres_cluster() as cluster, ExitStack() as stack:
             Path(home, "dagster.yaml").write_text(
                 (PROJECT_ROOT / "deploy" / "postgres" / "dagster.yaml").read_text()
             )
-            os.environ["DAGSTER_POSTGRES_URL"] = cluster.url
+            url = (
+                cluster.url
+                if storage == "postgres-direct"
+                else stack.enter_context(run_pgbouncer(cluster)).url
+            )
+            os.environ["DAGSTER_POSTGRES_URL"] = url
             try:
                 instance = dg.DagsterInstance.from_config(home)
                 try:
@@ -83,12 +90,15 @@ def measure(instance: dg.DagsterInstance, first: int, size: int) -> tuple[float,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="24,240,2400")
-    parser.add_argument("--storages", default="sqlite,postgres")
+    parser.add_argument("--storages", default="sqlite,postgres,postgres-direct")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
+    storages = args.storages.split(",")
+    if any(storage not in STORAGES for storage in storages):
+        parser.error(f"--storages takes a comma-separated list of {', '.join(STORAGES)}")
     rows = []
-    for storage in args.storages.split(","):
+    for storage in storages:
         with instance_on(storage) as instance:
             measure(instance, 0, 1)  # warm-up: imports, schema, first connection
             first = 1

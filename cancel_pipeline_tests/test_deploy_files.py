@@ -36,7 +36,7 @@ def dagster_home(dockerfile: str) -> str:
 
 
 def test_compose_has_the_deployment_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"postgresql", *DAGSTER_SERVICES}
+    assert set(compose["services"]) == {"postgresql", "pgbouncer", *DAGSTER_SERVICES}
     image = compose["services"]["instance_init"]["image"]
     build = compose["services"]["instance_init"]["build"]
     for name in DAGSTER_SERVICES:
@@ -63,7 +63,9 @@ def test_every_dagster_service_reaches_the_instance(compose: dict[str, Any]) -> 
         url = compose["services"][name]["environment"]["DAGSTER_POSTGRES_URL"]
         # psycopg 3, picked by a bare postgresql:// on SQLAlchemy 2.1, breaks dagster-postgres 0.29.
         assert url.startswith("postgresql+psycopg2://"), f"{name}: {url}"
-        assert "@postgresql:5432/" in url, f"{name} does not point at the postgresql service: {url}"
+        # Through the pooler, never PostgreSQL directly (docs/deployment.md says why).
+        port = compose["services"]["pgbouncer"]["environment"]["PGBOUNCER_PORT"]
+        assert f"@pgbouncer:{port}/dagster" in url, f"{name} does not point at the pgbouncer service: {url}"
     instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     assert instance["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
 
@@ -116,3 +118,36 @@ def test_service_commands_exist_with_their_options(compose: dict[str, Any]) -> N
         assert answer.returncode == 0, f"{command}: {answer.stderr[-500:]}"
         unknown = [flag for flag in flags if not re.search(rf"(^|[\s,]){re.escape(flag)}\b", answer.stdout)]
         assert not unknown, f"{command[:3]} does not take {unknown}"
+
+
+def test_pgbouncer_forwards_to_the_postgresql_service(compose: dict[str, Any]) -> None:
+    service = compose["services"]["pgbouncer"]
+    environment = service["environment"]
+    postgresql = compose["services"]["postgresql"]["environment"]
+    assert environment["POSTGRES_HOST"] == "postgresql"
+    assert environment["POSTGRES_PORT"] == "5432"
+    for variable in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"):
+        assert environment[variable] == postgresql[variable], variable
+    assert service["depends_on"] == {"postgresql": {"condition": "service_healthy"}}
+    assert compose["services"]["instance_init"]["depends_on"] == {
+        "pgbouncer": {"condition": "service_healthy"}
+    }
+    # The health check asks PgBouncer's own port.
+    check = service["healthcheck"]["test"]
+    assert check[check.index("-p") + 1] == environment["PGBOUNCER_PORT"], check
+
+
+def test_pgbouncer_image_runs_the_script_the_tests_run(compose: dict[str, Any]) -> None:
+    context = DEPLOY / compose["services"]["pgbouncer"]["build"]["context"]
+    dockerfile = (context / "Dockerfile").read_text()
+    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert copies == [["start-pgbouncer.sh", "/usr/local/bin/start-pgbouncer.sh"]], copies
+    assert 'ENTRYPOINT ["/usr/local/bin/start-pgbouncer.sh"]' in dockerfile
+    script = context / "start-pgbouncer.sh"
+    assert script.stat().st_mode & 0o111, "start-pgbouncer.sh is not executable"
+    syntax = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert syntax.returncode == 0, syntax.stderr
+    # Every variable the script insists on is one the compose service sets.
+    required = set(re.findall(r"\$\{(\w+):\?", script.read_text()))
+    assert required == {"POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}, required
+    assert required <= set(compose["services"]["pgbouncer"]["environment"])

@@ -1,5 +1,6 @@
 """End to end on the deployed topology (deploy/postgres/): a throwaway PostgreSQL cluster holds the instance,
-and a gRPC code server, the daemon and the webserver run as separate processes on it. A range backfill of the
+PgBouncer (started by the deployment's own script) stands in front of it, and a gRPC code server, the daemon
+and the webserver run as separate processes that reach the instance through PgBouncer only. A range backfill of the
 cancellation feed is launched through the webserver's GraphQL API; the runs, the partition status, the
 instance's own tables in PostgreSQL and the DuckDB tables are then checked.
 
@@ -20,6 +21,7 @@ import pytest
 from cancel_pipeline_simulators.demo_store import DemoStore
 from cancel_pipeline_testkit.deployment import Deployment, run_deployment
 from cancel_pipeline_testkit.graphql import Backfill, DagsterGraphQLClient
+from cancel_pipeline_testkit.pgbouncer import PgBouncer, find_pgbouncer, run_pgbouncer
 from cancel_pipeline_testkit.postgres import PostgresCluster, find_postgres_bindir, run_postgres_cluster
 from cancel_pipeline_testkit.selection import downstream_closure, partition_keys_in_range, partition_ranges
 from cancel_pipeline_testkit.warehouse_snapshot import snapshot_when_idle
@@ -67,17 +69,24 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(scope="module")
+def pgbouncer(postgres_cluster: PostgresCluster) -> Iterator[PgBouncer]:
+    """PgBouncer in front of the cluster, as docker-compose.yml's "pgbouncer" service runs it."""
+    if find_pgbouncer() is None:
+        pytest.skip("PgBouncer is not installed; .ci/run installs it (Debian's pgbouncer package)")
+    with run_pgbouncer(postgres_cluster) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="module")
 def deployment(
-    postgres_cluster: PostgresCluster,
+    pgbouncer: PgBouncer,
     demo_store: DemoStore,
     demo_store_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     """Code server, daemon and webserver on the cluster; only the code server knows the store."""
     store_env = {"SHOPIFY_STORE": demo_store_url, "SHOPIFY_ACCESS_TOKEN": demo_store.settings.access_token}
-    with run_deployment(
-        tmp_path_factory.mktemp("deployment"), postgres_cluster.url, code_env=store_env
-    ) as running:
+    with run_deployment(tmp_path_factory.mktemp("deployment"), pgbouncer.url, code_env=store_env) as running:
         yield running
 
 
@@ -197,6 +206,34 @@ def test_instance_lives_in_postgres(
     assert not local_files, f"SQLite storage files in the deployed instance: {local_files}"
 
 
+def test_instance_traffic_goes_through_pgbouncer(
+    deployed_backfill: DeployedBackfill, pgbouncer: PgBouncer, postgres_cluster: PostgresCluster
+) -> None:
+    stats = pgbouncer.stats()
+    # Thousands of statements: the backfill's events, the daemon's ticks, the webserver's queries.
+    assert stats["total_query_count"] > 1000, stats
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host=postgres_cluster.host,
+        port=postgres_cluster.port,
+        user=postgres_cluster.user,
+        password=postgres_cluster.password,
+        dbname="postgres",
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "select sessions from pg_stat_database where datname = %s", [postgres_cluster.database]
+            )
+            (sessions,) = cursor.fetchone()
+    finally:
+        connection.close()
+    # Every Dagster process closes its connection after each write; through PgBouncer those thousands of
+    # logins reuse a few dozen server sessions at most (its pool holds 50).
+    assert 0 < sessions <= 100 < stats["total_xact_count"], (sessions, stats)
+
+
 def test_daemons_are_healthy(deployed_backfill: DeployedBackfill, client: DagsterGraphQLClient) -> None:
     health = client.daemon_health()
     missing = [daemon for daemon in REQUIRED_DAEMONS if daemon not in health]
@@ -243,13 +280,14 @@ def test_secrets_stay_out_of_the_logs(
     deployed_backfill: DeployedBackfill,
     deployment: Deployment,
     postgres_cluster: PostgresCluster,
+    pgbouncer: PgBouncer,
     demo_store: DemoStore,
 ) -> None:
     secrets = {
         "database password": postgres_cluster.password,
         "store token": demo_store.settings.access_token,
     }
-    logs: list[Path] = [*deployment.logs.values(), postgres_cluster.log_path]
+    logs: list[Path] = [*deployment.logs.values(), postgres_cluster.log_path, pgbouncer.log_path]
     for path in logs:
         text = path.read_text(errors="replace")
         assert text, f"{path.name} is empty: nothing was checked"

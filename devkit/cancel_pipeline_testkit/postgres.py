@@ -92,7 +92,7 @@ def run_postgres_cluster(
     bindir = bindir or find_postgres_bindir()
     if bindir is None:
         raise PostgresClusterError("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
-    as_user = _run_as(cluster_user)
+    as_user = unprivileged_prefix(cluster_user)
     folder = Path(tempfile.mkdtemp(prefix="cancel_pipeline_pg_"))
     log_path = folder / "postgres.log"
     password = secrets.token_urlsafe(16)
@@ -168,8 +168,9 @@ def _create_cluster(
     _create_database(cluster)
 
 
-def _run_as(user: str) -> list[str]:
-    """The command prefix that runs a command as `user` when we are root, else nothing."""
+def unprivileged_prefix(user: str) -> list[str]:
+    """The command prefix that runs a command as `user` when we are root, else nothing (PostgreSQL and
+    PgBouncer both refuse to run as root)."""
     if os.geteuid() != 0:
         return []
     try:

@@ -1,0 +1,170 @@
+"""PgBouncer in front of a throwaway PostgreSQL cluster, started by the deployment's own script
+(deploy/postgres/pgbouncer/start-pgbouncer.sh), so tests and benchmarks run the pooler as deployed.
+
+Like the cluster, it runs as an unprivileged user when the caller is root, on a free port of 127.0.0.1, and is
+stopped and its folder deleted on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+
+from cancel_pipeline_testkit.dagster_dev import PROJECT_ROOT, free_port, log_tail
+from cancel_pipeline_testkit.postgres import DEFAULT_CLUSTER_USER, PostgresCluster, unprivileged_prefix
+
+START_SCRIPT = PROJECT_ROOT / "deploy" / "postgres" / "pgbouncer" / "start-pgbouncer.sh"
+
+
+class PgBouncerError(RuntimeError):
+    """PgBouncer could not be started, or did not accept connections in time."""
+
+
+@dataclass(frozen=True)
+class PgBouncer:
+    """A running PgBouncer and the cluster behind it; `url` holds the password, so never log it."""
+
+    host: str
+    port: int
+    cluster: PostgresCluster
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        """The instance's SQLAlchemy URL through PgBouncer (same user, password and database)."""
+        cluster = self.cluster
+        return f"postgresql+psycopg2://{cluster.user}:{cluster.password}@{self.host}:{self.port}/{cluster.database}"
+
+    def stats(self) -> dict[str, int]:
+        """PgBouncer's totals for the instance's database (`SHOW STATS`): logins are not counted there, so
+        `total_xact_count` and `total_query_count` say how much went through it."""
+        connection = psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.cluster.user,
+            password=self.cluster.password,
+            dbname="pgbouncer",
+            connect_timeout=10,
+        )
+        try:
+            connection.autocommit = True  # the admin console has no transactions
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW STATS")
+                names = [column.name for column in cursor.description]
+                for row in cursor.fetchall():
+                    record = dict(zip(names, row, strict=True))
+                    if record["database"] == self.cluster.database:
+                        return {name: int(value) for name, value in record.items() if name != "database"}
+        finally:
+            connection.close()
+        raise PgBouncerError(f"PgBouncer has no statistics for database {self.cluster.database!r}")
+
+
+def find_pgbouncer() -> Path | None:
+    """PgBouncer's binary (PATH, then Debian's /usr/sbin), or None when it is not installed."""
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+    return Path(found) if found else None
+
+
+@contextmanager
+def run_pgbouncer(
+    cluster: PostgresCluster, *, run_as: str = DEFAULT_CLUSTER_USER, start_timeout: float = 60.0
+) -> Iterator[PgBouncer]:
+    """Start PgBouncer for `cluster` with the deployment's script, yield it once it serves logins, then
+    stop it. Raises `PgBouncerError` with its log when it does not come up."""
+    binary = find_pgbouncer()
+    if binary is None:
+        raise PgBouncerError("PgBouncer is not installed (Debian's pgbouncer package)")
+    folder = Path(tempfile.mkdtemp(prefix="cancel_pipeline_pgbouncer_"))
+    prefix = unprivileged_prefix(run_as)
+    if prefix:
+        entry = pwd.getpwnam(run_as)
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+    bouncer = PgBouncer(
+        host="127.0.0.1", port=free_port(), cluster=cluster, log_path=folder / "pgbouncer.log"
+    )
+    env = {
+        "PATH": f"{binary.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "POSTGRES_HOST": cluster.host,
+        "POSTGRES_PORT": str(cluster.port),
+        "POSTGRES_DB": cluster.database,
+        "POSTGRES_USER": cluster.user,
+        "POSTGRES_PASSWORD": cluster.password,
+        "PGBOUNCER_LISTEN_ADDR": bouncer.host,
+        "PGBOUNCER_PORT": str(bouncer.port),
+        "PGBOUNCER_RUNTIME_DIR": str(folder / "runtime"),
+    }
+    with bouncer.log_path.open("wb") as log:
+        # Its own session, so one signal reaches PgBouncer behind `runuser` too.
+        process = subprocess.Popen(
+            [*prefix, "/bin/sh", str(START_SCRIPT)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_logins(bouncer, process, start_timeout)
+        yield bouncer
+    finally:
+        _stop_group(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (PgBouncer's immediate shutdown) to the whole session, SIGKILL after 10 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    # `runuser` may end before PgBouncer does: wait until nothing of the session is left.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_for_logins(bouncer: PgBouncer, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    cluster = bouncer.cluster
+    while True:
+        if process.poll() is not None:
+            raise PgBouncerError(
+                f"PgBouncer exited with code {process.returncode}:\n{log_tail(bouncer.log_path, 40)}"
+            )
+        try:
+            psycopg2.connect(
+                host=bouncer.host,
+                port=bouncer.port,
+                user=cluster.user,
+                password=cluster.password,
+                dbname=cluster.database,
+                connect_timeout=5,
+            ).close()
+            return
+        except psycopg2.OperationalError as error:
+            if time.monotonic() > deadline:
+                raise PgBouncerError(
+                    f"PgBouncer refused logins for {timeout:.0f} s ({error}):\n{log_tail(bouncer.log_path, 40)}"
+                ) from None
+            time.sleep(0.2)
