@@ -16,8 +16,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
@@ -46,17 +47,15 @@ class PgBouncer:
         cluster = self.cluster
         return f"postgresql+psycopg2://{cluster.user}:{cluster.password}@{self.host}:{self.port}/{cluster.database}"
 
+    def connect(self, database: str | None = None, *, password: str | None = None) -> Any:
+        """A psycopg2 connection through PgBouncer to `database` (the instance's by default); the caller
+        closes it."""
+        return replace(self.cluster, host=self.host, port=self.port).connect(database, password=password)
+
     def stats(self) -> dict[str, int]:
         """PgBouncer's totals for the instance's database (`SHOW STATS`): logins are not counted there, so
         `total_xact_count` and `total_query_count` say how much went through it."""
-        connection = psycopg2.connect(
-            host=self.host,
-            port=self.port,
-            user=self.cluster.user,
-            password=self.cluster.password,
-            dbname="pgbouncer",
-            connect_timeout=10,
-        )
+        connection = self.connect("pgbouncer")
         try:
             connection.autocommit = True  # the admin console has no transactions
             with connection.cursor() as cursor:
@@ -146,21 +145,13 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 def _wait_for_logins(bouncer: PgBouncer, process: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    cluster = bouncer.cluster
     while True:
         if process.poll() is not None:
             raise PgBouncerError(
                 f"PgBouncer exited with code {process.returncode}:\n{log_tail(bouncer.log_path, 40)}"
             )
         try:
-            psycopg2.connect(
-                host=bouncer.host,
-                port=bouncer.port,
-                user=cluster.user,
-                password=cluster.password,
-                dbname=cluster.database,
-                connect_timeout=5,
-            ).close()
+            bouncer.connect().close()
             return
         except psycopg2.OperationalError as error:
             if time.monotonic() > deadline:

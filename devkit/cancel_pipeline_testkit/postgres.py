@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cancel_pipeline_testkit.dagster_dev import free_port, log_tail
 
@@ -53,6 +54,20 @@ class PostgresCluster:
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's log, for error messages."""
         return log_tail(self.log_path, lines)
+
+    def connect(self, database: str | None = None, *, password: str | None = None) -> Any:
+        """A psycopg2 connection to `database` (the instance's by default) as the cluster's user; the caller
+        closes it."""
+        import psycopg2  # the driver dagster-postgres is configured with
+
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password if password is None else password,
+            dbname=database or self.database,
+            connect_timeout=10,
+        )
 
 
 def find_postgres_bindir() -> Path | None:
@@ -198,14 +213,7 @@ def _create_database(cluster: PostgresCluster) -> None:
     import psycopg2  # the driver dagster-postgres is configured with
 
     try:
-        connection = psycopg2.connect(
-            host=cluster.host,
-            port=cluster.port,
-            user=cluster.user,
-            password=cluster.password,
-            dbname="postgres",
-            connect_timeout=10,
-        )
+        connection = cluster.connect("postgres")
     except psycopg2.Error as error:
         raise PostgresClusterError(f"cannot connect to the new cluster: {error}") from None
     try:
