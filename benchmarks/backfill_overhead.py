@@ -20,6 +20,8 @@ a fresh instance and warehouse (`--modes`):
   share is its own (no wait for the other's pool slot).
 - `daemon`: one partition backfill of both raw assets and everything downstream through the webserver's
   GraphQL API (the UI's backfill choice); the backfill daemon launches the runs on its 30 s ticks.
+- `cli-jobs`: the issue's own method, with no webserver and no daemon: per raw feed one `dagster job execute`
+  of its job with the range tags, one after the other; the shares are read from the instance afterwards.
 
 `--storage` picks the instance's storage, each measured in the same sitting: `sqlite` (deploy/local/dagster.yaml,
 Dagster's own SQLite storage), `postgres` (deploy/postgres/dagster.yaml on a throwaway local PostgreSQL cluster
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,6 +68,7 @@ from dagster_harness import (
     PROJECT_ROOT,
     STORAGES,
     DagsterGraphQLClient,
+    RunEvent,
     RunTiming,
     backfill_times,
     dagster_dev_on_store,
@@ -78,6 +83,7 @@ from dagster_harness import (
     union_seconds,
 )
 
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
 from cancel_pipeline.defs.ingestion.partitions import PARTITION_KEY_FORMAT, RANGE_KEY_SEPARATOR
 
 RAW_ASSETS = {"raw_canceled_order_pages": 24 * 60, "raw_updated_order_pages": 24 * 60}
@@ -86,7 +92,7 @@ RAW_ASSETS = {"raw_canceled_order_pages": 24 * 60, "raw_updated_order_pages": 24
 RAW_JOBS = {"raw_canceled_order_pages": "canceled_order_job", "raw_updated_order_pages": "canceled_items_job"}
 """Raw asset -> the job of it and everything downstream (cancel_pipeline/defs/ingestion/jobs.py)."""
 
-MODES = ("single-run", "sequential", "raw-only", "raw-sequential", "daemon")
+MODES = ("single-run", "sequential", "raw-only", "raw-sequential", "daemon", "cli-jobs")
 ASSET_JOB = "__ASSET_JOB"
 """Dagster's implicit job of any asset selection: what a launch from an asset page runs."""
 RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
@@ -192,9 +198,13 @@ def dagster_dev_on_span(
 
 
 def feed_share(client: DagsterGraphQLClient, run: RunTiming, raw: str) -> dict[str, Any]:
-    """A feed's run split along its own log: Dagster before the first request, the fetch and landing,
+    """A feed's run split along its own log, read through the webserver (see `share_from_log`)."""
+    return share_from_log(run_log_messages(client, run.run_id), run, raw)
+
+
+def share_from_log(events: list[RunEvent], run: RunTiming, raw: str) -> dict[str, Any]:
+    """A feed's run split along its log `events`: Dagster before the first request, the fetch and landing,
     Dagster after the landing (the raw asset's per-day events, then the table steps)."""
-    events = run_log_messages(client, run.run_id)
     fetching = min(e.timestamp for e in events if e.message.startswith(FETCHING_PREFIX))
     landed = max(e.timestamp for e in events if e.message.startswith(LANDED_PREFIX))
     raw_end = max(
@@ -414,6 +424,114 @@ def raw_runs_by_order(runs: list[RunTiming], run_ids: list[str]) -> list[RunTimi
     return [by_id[run_id] for run_id in run_ids]
 
 
+def cli_job_runs(
+    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, storage: str
+) -> dict[str, Any]:
+    """The issue's own method: per raw feed one `dagster job execute` of its job (the raw asset and every
+    table downstream) with the range tags, one after the other, on a fresh instance and warehouse with no
+    webserver and no daemon. Each feed's share is read from the instance's event log afterwards."""
+    start, end = span
+    days = round((end - start) / timedelta(days=1))
+    dagster_home = workdir / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    database = workdir / "warehouse.duckdb"
+    store = demo_store(end, days, orders_per_hour)
+    with instance_on(storage) as (config, storage_env), serve(store) as store_url:
+        (dagster_home / "dagster.yaml").write_text(config)
+        env = server_environment(
+            dagster_home,
+            database,
+            {
+                "SHOPIFY_STORE": store_url,
+                "SHOPIFY_ACCESS_TOKEN": store.settings.access_token,
+                "CANCEL_PIPELINE_FIRST_WINDOW": start.isoformat(),
+                **plus_plan_env(),
+                **storage_env,
+            },
+        )
+        launched = time.time()
+        for raw, job in RAW_JOBS.items():
+            keys = window_keys(start, end, RAW_ASSETS[raw])
+            tags = json.dumps({RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
+            command = [
+                str(PROJECT_ROOT / ".venv" / "bin" / "dagster"),
+                *("job", "execute", "-m", "cancel_pipeline.definitions", "-j", job, "--tags", tags),
+            ]
+            completed = subprocess.run(
+                command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
+            )
+            if completed.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
+        observed_done = time.time()
+        runs, logs, materialized = instance_records(dagster_home, storage_env, list(RAW_ASSETS))
+        counts = table_counts(database)
+    by_job = {run.job: run for run in runs}
+    shares = [share_from_log(logs[by_job[job].run_id], by_job[job], raw) for raw, job in RAW_JOBS.items()]
+    statuses = {run.status for run in runs}
+    return {
+        "mode": "cli-jobs",
+        "storage": storage,
+        "span": (start, end),
+        "status": "SUCCESS" if statuses == {"SUCCESS"} else str(sorted(statuses)),
+        "launched": launched,
+        "backfill_created": None,
+        "backfill_ended": None,
+        "observed_done": observed_done,
+        "runs": runs,
+        "shares": shares,
+        "counts": counts,
+        "windows": {raw: len(window_keys(start, end, minutes)) for raw, minutes in RAW_ASSETS.items()},
+        "materialized": materialized,
+        "selection": [],
+    }
+
+
+def instance_records(
+    dagster_home: Path, storage_env: dict[str, str], assets: list[str]
+) -> tuple[list[RunTiming], dict[str, list[RunEvent]], dict[str, int]]:
+    """Every run of the instance in `dagster_home` (oldest first), each run's log, and how many partitions
+    of each of `assets` are materialized, read with Dagster's own API."""
+    previous = {name: os.environ.get(name) for name in storage_env}
+    os.environ.update(storage_env)  # deploy/postgres/dagster.yaml reads its URL from the environment
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            runs = [
+                RunTiming(
+                    run_id=record.dagster_run.run_id,
+                    job=record.dagster_run.job_name,
+                    status=record.dagster_run.status.value,
+                    created=record.create_timestamp.timestamp(),
+                    started=record.start_time,
+                    ended=record.end_time,
+                    tags=record.dagster_run.tags,
+                )
+                for record in instance.get_run_records()
+            ]
+            runs.sort(key=lambda run: run.created)
+            logs = {
+                run.run_id: [
+                    RunEvent(
+                        event_type=entry.dagster_event.event_type_value if entry.dagster_event else None,
+                        step_key=entry.step_key,
+                        message=entry.user_message,
+                        timestamp=entry.timestamp,
+                    )
+                    for entry in instance.all_logs(run.run_id)
+                ]
+                for run in runs
+            }
+            materialized = {
+                asset: len(instance.get_materialized_partitions(dg.AssetKey(asset))) for asset in assets
+            }
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return runs, logs, materialized
+
+
 def cli_command(select: str, partition_range: str | None) -> list[str]:
     """`dagster asset materialize` of `select`, as one range run when `partition_range` is given."""
     command = [
@@ -573,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 elif mode == "daemon":
                     figures = ui_backfill(folder, (start, end), args.orders_per_hour, args.timeout, storage)
+                elif mode == "cli-jobs":
+                    figures = cli_job_runs(folder, (start, end), args.orders_per_hour, storage)
                 else:
                     figures = single_runs(
                         folder,

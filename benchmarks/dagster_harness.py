@@ -39,6 +39,7 @@ __all__ = [
     "STORAGES",
     "DagsterDevServer",
     "DagsterGraphQLClient",
+    "RunEvent",
     "RunTiming",
     "SensorTick",
     "backfill_times",
