@@ -42,15 +42,19 @@ class PgBouncer:
     log_path: Path
 
     @property
+    def _through_pgbouncer(self) -> PostgresCluster:
+        """The cluster as clients see it: same user, password and database, PgBouncer's address."""
+        return replace(self.cluster, host=self.host, port=self.port)
+
+    @property
     def url(self) -> str:
-        """The instance's SQLAlchemy URL through PgBouncer (same user, password and database)."""
-        cluster = self.cluster
-        return f"postgresql+psycopg2://{cluster.user}:{cluster.password}@{self.host}:{self.port}/{cluster.database}"
+        """The instance's SQLAlchemy URL through PgBouncer."""
+        return self._through_pgbouncer.url
 
     def connect(self, database: str | None = None, *, password: str | None = None) -> Any:
         """A psycopg2 connection through PgBouncer to `database` (the instance's by default); the caller
         closes it."""
-        return replace(self.cluster, host=self.host, port=self.port).connect(database, password=password)
+        return self._through_pgbouncer.connect(database, password=password)
 
     def stats(self) -> dict[str, int]:
         """PgBouncer's totals for the instance's database (`SHOW STATS`): logins are not counted there, so
