@@ -22,6 +22,8 @@ a fresh instance and warehouse (`--modes`):
   GraphQL API (the UI's backfill choice); the backfill daemon launches the runs on its 30 s ticks.
 - `cli-jobs`: the issue's own method, with no webserver and no daemon: per raw feed one `dagster job execute`
   of its job with the range tags, one after the other; the shares are read from the instance afterwards.
+- `cli-raw`: the same with what docs/operating.md gives for a long range: per raw feed one `dagster asset
+  materialize --partition-range` of the raw asset alone, then one run of the tables.
 
 `--storage` picks the instance's storage, each measured in the same sitting: `sqlite` (deploy/local/dagster.yaml,
 Dagster's own SQLite storage), `postgres` (deploy/postgres/dagster.yaml on a throwaway local PostgreSQL cluster
@@ -92,7 +94,10 @@ RAW_ASSETS = {"raw_canceled_order_pages": 24 * 60, "raw_updated_order_pages": 24
 RAW_JOBS = {"raw_canceled_order_pages": "canceled_order_job", "raw_updated_order_pages": "canceled_items_job"}
 """Raw asset -> the job of it and everything downstream (cancel_pipeline/defs/ingestion/jobs.py)."""
 
-MODES = ("single-run", "sequential", "raw-only", "raw-sequential", "daemon", "cli-jobs")
+MODES = ("single-run", "sequential", "raw-only", "raw-sequential", "daemon", "cli-jobs", "cli-raw")
+DEFINITIONS = "cancel_pipeline.definitions"
+TABLES_SELECTION = "group:cancellations or group:outbox"
+"""The tables and the notices, as `dagster asset materialize --select` takes them (docs/operating.md)."""
 ASSET_JOB = "__ASSET_JOB"
 """Dagster's implicit job of any asset selection: what a launch from an asset page runs."""
 RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
@@ -424,12 +429,49 @@ def raw_runs_by_order(runs: list[RunTiming], run_ids: list[str]) -> list[RunTimi
     return [by_id[run_id] for run_id in run_ids]
 
 
-def cli_job_runs(
-    workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, storage: str
+def cli_job_commands(span: tuple[datetime, datetime]) -> list[tuple[list[str], str | None]]:
+    """`cli-jobs`, the issue's own method: per raw feed one `dagster job execute` of its job (the raw asset
+    and every table downstream) with the range tags."""
+    steps: list[tuple[list[str], str | None]] = []
+    for raw, job in RAW_JOBS.items():
+        keys = window_keys(*span, RAW_ASSETS[raw])
+        tags = json.dumps({RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
+        steps.append((["job", "execute", "-m", DEFINITIONS, "-j", job, "--tags", tags], raw))
+    return steps
+
+
+def cli_raw_commands(span: tuple[datetime, datetime]) -> list[tuple[list[str], str | None]]:
+    """`cli-raw`, what docs/operating.md gives for a long range: per raw feed one `dagster asset materialize
+    --partition-range` of the raw asset alone, then one run of the tables."""
+    steps: list[tuple[list[str], str | None]] = []
+    for raw, minutes in RAW_ASSETS.items():
+        keys = window_keys(*span, minutes)
+        partition_range = f"{keys[0]}{RANGE_KEY_SEPARATOR}{keys[-1]}"
+        steps.append(
+            (
+                [
+                    "asset",
+                    "materialize",
+                    "-m",
+                    DEFINITIONS,
+                    "--select",
+                    raw,
+                    "--partition-range",
+                    partition_range,
+                ],
+                raw,
+            )
+        )
+    steps.append((["asset", "materialize", "-m", DEFINITIONS, "--select", TABLES_SELECTION], None))
+    return steps
+
+
+def cli_mode_runs(
+    mode: str, workdir: Path, span: tuple[datetime, datetime], orders_per_hour: float, storage: str
 ) -> dict[str, Any]:
-    """The issue's own method: per raw feed one `dagster job execute` of its job (the raw asset and every
-    table downstream) with the range tags, one after the other, on a fresh instance and warehouse with no
-    webserver and no daemon. Each feed's share is read from the instance's event log afterwards."""
+    """A `cli-*` mode's commands, one after the other, on a fresh instance and warehouse with no webserver and
+    no daemon; each raw feed's share is read from the instance's event log afterwards."""
+    steps = CLI_MODES[mode](span)
     start, end = span
     days = round((end - start) / timedelta(days=1))
     dagster_home = workdir / "dagster_home"
@@ -450,13 +492,8 @@ def cli_job_runs(
             },
         )
         launched = time.time()
-        for raw, job in RAW_JOBS.items():
-            keys = window_keys(start, end, RAW_ASSETS[raw])
-            tags = json.dumps({RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
-            command = [
-                str(PROJECT_ROOT / ".venv" / "bin" / "dagster"),
-                *("job", "execute", "-m", "cancel_pipeline.definitions", "-j", job, "--tags", tags),
-            ]
+        for arguments, _ in steps:
+            command = [str(PROJECT_ROOT / ".venv" / "bin" / "dagster"), *arguments]
             completed = subprocess.run(
                 command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
             )
@@ -465,11 +502,15 @@ def cli_job_runs(
         observed_done = time.time()
         runs, logs, materialized = instance_records(dagster_home, storage_env, list(RAW_ASSETS))
         counts = table_counts(database)
-    by_job = {run.job: run for run in runs}
-    shares = [share_from_log(logs[by_job[job].run_id], by_job[job], raw) for raw, job in RAW_JOBS.items()]
+    if len(runs) != len(steps):
+        raise RuntimeError(f"{mode}: {len(steps)} commands made {len(runs)} runs")
+    # One run a command, one command after the other: the runs in creation order are the commands'.
+    shares = [
+        share_from_log(logs[run.run_id], run, raw) for run, (_, raw) in zip(runs, steps, strict=True) if raw
+    ]
     statuses = {run.status for run in runs}
     return {
-        "mode": "cli-jobs",
+        "mode": mode,
         "storage": storage,
         "span": (start, end),
         "status": "SUCCESS" if statuses == {"SUCCESS"} else str(sorted(statuses)),
@@ -484,6 +525,10 @@ def cli_job_runs(
         "materialized": materialized,
         "selection": [],
     }
+
+
+CLI_MODES = {"cli-jobs": cli_job_commands, "cli-raw": cli_raw_commands}
+"""Modes run from the command line with no daemon, and the commands of each."""
 
 
 def instance_records(
@@ -691,8 +736,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 elif mode == "daemon":
                     figures = ui_backfill(folder, (start, end), args.orders_per_hour, args.timeout, storage)
-                elif mode == "cli-jobs":
-                    figures = cli_job_runs(folder, (start, end), args.orders_per_hour, storage)
+                elif mode in CLI_MODES:
+                    figures = cli_mode_runs(mode, folder, (start, end), args.orders_per_hour, storage)
                 else:
                     figures = single_runs(
                         folder,
