@@ -39,7 +39,7 @@ Targets (issue 13): both feeds over 30 days end to end in under 40 s (`single-ru
 of Dagster's share for both feeds together, on either storage.
 
     python benchmarks/backfill_overhead.py [--days 30] [--modes single-run,sequential,daemon]
-        [--storage both|sqlite,postgres,postgres-direct] [--orders-per-hour 0.5] [--cli] [--timeout 900]
+        [--storage both|sqlite,postgres,postgres-direct] [--orders-per-hour 0.5] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -288,6 +288,33 @@ def ui_backfill(
     }
 
 
+def run_figures(
+    mode: str,
+    storage: str,
+    span: tuple[datetime, datetime],
+    runs: list[RunTiming],
+    *,
+    complete: bool = True,
+    **figures: Any,
+) -> dict[str, Any]:
+    """A mode's figures for `summarize` and `print_mode`: its runs, a status (SUCCESS when every run
+    succeeded and the mode saw what it waited for, `complete`), the days per feed, and the mode's own
+    `figures` (launched, observed_done, shares, counts, materialized, selection, ...)."""
+    start, end = span
+    statuses = {run.status for run in runs}
+    return {
+        "mode": mode,
+        "storage": storage,
+        "span": span,
+        "status": "SUCCESS" if statuses == {"SUCCESS"} and complete else str(sorted(statuses)),
+        "backfill_created": None,
+        "backfill_ended": None,
+        "runs": runs,
+        "windows": {raw: len(window_keys(start, end, minutes)) for raw, minutes in RAW_ASSETS.items()},
+        **figures,
+    }
+
+
 def single_runs(
     workdir: Path,
     span: tuple[datetime, datetime],
@@ -320,26 +347,20 @@ def single_runs(
         materialized = {raw: client.asset_state(raw).num_materialized for raw in RAW_ASSETS}
         raw_of_job = {job: raw for raw, job in RAW_JOBS.items()}
         shares = [feed_share(client, run, raw_of_job[run.job]) for run in runs if run.status == "SUCCESS"]
-    statuses = {run.status for run in runs}
-    return {
-        "mode": "sequential" if sequential else "single-run",
-        "storage": storage,
-        "launch_call_s": launch_seconds,
-        "span": (start, end),
-        "status": "SUCCESS"
-        if statuses == {"SUCCESS"} and len(counts) == len(TABLES)
-        else str(sorted(statuses)),
-        "launched": launched,
-        "backfill_created": None,
-        "backfill_ended": None,
-        "observed_done": observed_done,
-        "runs": runs,
-        "shares": shares,
-        "counts": counts,
-        "windows": {raw: len(window_keys(start, end, minutes)) for raw, minutes in RAW_ASSETS.items()},
-        "materialized": materialized,
-        "selection": selection,
-    }
+    return run_figures(
+        "sequential" if sequential else "single-run",
+        storage,
+        span,
+        runs,
+        complete=len(counts) == len(TABLES),
+        launch_call_s=launch_seconds,
+        launched=launched,
+        observed_done=observed_done,
+        shares=shares,
+        counts=counts,
+        materialized=materialized,
+        selection=selection,
+    )
 
 
 def raw_only_runs(
@@ -395,20 +416,16 @@ def raw_only_runs(
             feed_share(client, run, raw)
             for run, raw in zip(raw_runs_by_order(raw_runs, raw_ids), RAW_ASSETS, strict=True)
         ]
-    statuses = {run.status for run in runs}
-    return {
-        "mode": "raw-sequential" if sequential else "raw-only",
-        "storage": storage,
-        "launch_call_s": launch_seconds,
-        "span": (start, end),
-        "status": "SUCCESS" if statuses == {"SUCCESS"} else str(sorted(statuses)),
-        "launched": launched,
-        "backfill_created": None,
-        "backfill_ended": None,
-        "observed_done": observed_done,
-        "runs": runs,
-        "shares": shares,
-        "table_runs": [
+    return run_figures(
+        "raw-sequential" if sequential else "raw-only",
+        storage,
+        span,
+        runs,
+        launch_call_s=launch_seconds,
+        launched=launched,
+        observed_done=observed_done,
+        shares=shares,
+        table_runs=[
             {
                 "run_id": run.run_id,
                 "after_last_raw_end_s": round(run.created - raw_done, 2),
@@ -416,11 +433,10 @@ def raw_only_runs(
             }
             for run in later
         ],
-        "counts": counts,
-        "windows": {raw: len(window_keys(start, end, minutes)) for raw, minutes in RAW_ASSETS.items()},
-        "materialized": materialized,
-        "selection": selection,
-    }
+        counts=counts,
+        materialized=materialized,
+        selection=selection,
+    )
 
 
 def raw_runs_by_order(runs: list[RunTiming], run_ids: list[str]) -> list[RunTiming]:
@@ -508,23 +524,18 @@ def cli_mode_runs(
     shares = [
         share_from_log(logs[run.run_id], run, raw) for run, (_, raw) in zip(runs, steps, strict=True) if raw
     ]
-    statuses = {run.status for run in runs}
-    return {
-        "mode": mode,
-        "storage": storage,
-        "span": (start, end),
-        "status": "SUCCESS" if statuses == {"SUCCESS"} else str(sorted(statuses)),
-        "launched": launched,
-        "backfill_created": None,
-        "backfill_ended": None,
-        "observed_done": observed_done,
-        "runs": runs,
-        "shares": shares,
-        "counts": counts,
-        "windows": {raw: len(window_keys(start, end, minutes)) for raw, minutes in RAW_ASSETS.items()},
-        "materialized": materialized,
-        "selection": [],
-    }
+    return run_figures(
+        mode,
+        storage,
+        span,
+        runs,
+        launched=launched,
+        observed_done=observed_done,
+        shares=shares,
+        counts=counts,
+        materialized=materialized,
+        selection=[],
+    )
 
 
 CLI_MODES = {"cli-jobs": cli_job_commands, "cli-raw": cli_raw_commands}
@@ -575,72 +586,6 @@ def instance_records(
             else:
                 os.environ[name] = value
     return runs, logs, materialized
-
-
-def cli_command(select: str, partition_range: str | None) -> list[str]:
-    """`dagster asset materialize` of `select`, as one range run when `partition_range` is given."""
-    command = [
-        str(PROJECT_ROOT / ".venv" / "bin" / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "cancel_pipeline.definitions",
-        "--select",
-        select,
-    ]
-    return [*command, "--partition-range", partition_range] if partition_range else command
-
-
-def cli_range_runs(
-    workdir: Path, start: datetime, end: datetime, orders_per_hour: float, tables: list[str], storage: str
-) -> list[dict[str, Any]]:
-    """The same span from the command line on a fresh instance and warehouse, with no daemon: one
-    `dagster asset materialize --partition-range` run per raw asset, then one run of the tables (the CLI
-    takes a partition range only when every selected asset has a single-run backfill policy, which the
-    unpartitioned tables do not). Each command is timed by the wall clock."""
-    dagster_home = workdir / "dagster_home"
-    dagster_home.mkdir(parents=True)
-    database = workdir / "warehouse.duckdb"
-    days = round((end - start) / timedelta(days=1))
-    store = demo_store(end, days, orders_per_hour)
-    steps: list[tuple[str, str | None, int]] = []
-    for raw, minutes in RAW_ASSETS.items():
-        keys = window_keys(start, end, minutes)
-        steps.append((raw, f"{keys[0]}{RANGE_KEY_SEPARATOR}{keys[-1]}", len(keys)))
-    steps.append((",".join(tables), None, 0))
-    results = []
-    with instance_on(storage) as (config, storage_env), serve(store) as store_url:
-        (dagster_home / "dagster.yaml").write_text(config)
-        env = server_environment(
-            dagster_home,
-            database,
-            {
-                "SHOPIFY_STORE": store_url,
-                "SHOPIFY_ACCESS_TOKEN": store.settings.access_token,
-                "CANCEL_PIPELINE_FIRST_WINDOW": start.isoformat(),
-                **plus_plan_env(),
-                **storage_env,
-            },
-        )
-        for select, partition_range, windows in steps:
-            command = cli_command(select, partition_range)
-            began = time.perf_counter()
-            completed = subprocess.run(
-                command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
-            )
-            seconds = time.perf_counter() - began
-            if completed.returncode != 0:
-                raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
-            results.append(
-                {
-                    "select": select,
-                    "partition_range": partition_range,
-                    "windows": windows,
-                    "storage": storage,
-                    "seconds": round(seconds, 2),
-                }
-            )
-    return results
 
 
 def summarize(figures: dict[str, Any]) -> dict[str, Any]:
@@ -699,9 +644,6 @@ def main(argv: list[str] | None = None) -> int:
             "PgBouncer (deploy/postgres/), the same with no PgBouncer; or both (sqlite,postgres; the default)"
         ),
     )
-    parser.add_argument(
-        "--cli", action="store_true", help="also run the span with `dagster asset materialize` (no daemon)"
-    )
     args = parser.parse_args(argv)
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     if not modes or any(mode not in MODES for mode in modes):
@@ -719,7 +661,6 @@ def main(argv: list[str] | None = None) -> int:
     end = span_end(datetime.now(UTC))
     start = end - timedelta(days=args.days)
     results: list[dict[str, Any]] = []
-    cli: list[dict[str, Any]] = []
     with stop_on_sigterm(), tempfile.TemporaryDirectory(prefix="backfill_overhead_") as tmp:
         workdir = Path(tmp)
         for storage in storages:
@@ -749,12 +690,6 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 results.append(figures)
                 print_mode(figures)
-        if args.cli:
-            tables = [key for key in results[0]["selection"] if key not in RAW_ASSETS]
-            for storage in storages:
-                cli += cli_range_runs(
-                    workdir / f"cli-{storage}", start, end, args.orders_per_hour, tables, storage
-                )
 
     print(
         f"Summary: {args.days} days ({start:%Y-%m-%d} .. {end:%Y-%m-%d} UTC), days per feed "
@@ -811,24 +746,6 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    if cli:
-        print()
-        print("Same span from the command line, one range run per raw asset, then the tables (no daemon):")
-        print(
-            tabulate(
-                [
-                    [c["storage"], c["select"], c["partition_range"] or "-", c["windows"], c["seconds"]]
-                    for c in cli
-                ],
-                headers=[
-                    "storage",
-                    "dagster asset materialize --select",
-                    "--partition-range",
-                    "days",
-                    "wall s",
-                ],
-            )
-        )
     print()
     print(
         json.dumps(
@@ -839,13 +756,6 @@ def main(argv: list[str] | None = None) -> int:
                 "span": [start.isoformat(), end.isoformat()],
                 "windows": results[0]["windows"],
                 "results": summaries,
-                "cli_runs": cli,
-                "cli_total_s": {
-                    storage: round(sum(c["seconds"] for c in cli if c["storage"] == storage), 2)
-                    for storage in storages
-                }
-                if cli
-                else None,
             }
         )
     )
