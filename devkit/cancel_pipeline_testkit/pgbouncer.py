@@ -8,22 +8,25 @@ stopped and its folder deleted on exit.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 
-from cancel_pipeline_testkit.dagster_dev import PROJECT_ROOT, free_port, log_tail
-from cancel_pipeline_testkit.postgres import DEFAULT_CLUSTER_USER, PostgresCluster, unprivileged_prefix
+from cancel_pipeline_testkit.dagster_dev import PROJECT_ROOT, free_port, log_tail, stop_session
+from cancel_pipeline_testkit.postgres import (
+    DEFAULT_CLUSTER_USER,
+    PostgresCluster,
+    hand_over,
+    unprivileged_prefix,
+)
 
 START_SCRIPT = PROJECT_ROOT / "deploy" / "postgres" / "pgbouncer" / "start-pgbouncer.sh"
 
@@ -92,8 +95,7 @@ def run_pgbouncer(
     folder = Path(tempfile.mkdtemp(prefix="cancel_pipeline_pgbouncer_"))
     prefix = unprivileged_prefix(run_as)
     if prefix:
-        entry = pwd.getpwnam(run_as)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        hand_over(folder, run_as)
     bouncer = PgBouncer(
         host="127.0.0.1", port=free_port(), cluster=cluster, log_path=folder / "pgbouncer.log"
     )
@@ -121,30 +123,9 @@ def run_pgbouncer(
         _wait_for_logins(bouncer, process, start_timeout)
         yield bouncer
     finally:
-        _stop_group(process)
+        # SIGTERM is PgBouncer's immediate shutdown; the session reaches it behind `runuser` too.
+        stop_session(process, timeout=10, name="PgBouncer")
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (PgBouncer's immediate shutdown) to the whole session, SIGKILL after 10 s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=10)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # `runuser` may end before PgBouncer does: wait until nothing of the session is left.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait_for_logins(bouncer: PgBouncer, process: subprocess.Popen[bytes], timeout: float) -> None:

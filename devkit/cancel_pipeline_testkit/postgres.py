@@ -144,12 +144,11 @@ def _create_cluster(
     folder = cluster.folder
     data = folder / "data"
     if as_user:
-        entry = pwd.getpwnam(cluster_user)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        hand_over(folder, cluster_user)
     password_file = folder / "password"
     password_file.write_text(cluster.password)
     if as_user:
-        os.chown(password_file, entry.pw_uid, entry.pw_gid)
+        hand_over(password_file, cluster_user)
     _run(
         [
             *as_user,
@@ -181,6 +180,12 @@ def _create_cluster(
         "pg_ctl start",
     )
     _create_database(cluster)
+
+
+def hand_over(path: Path, user: str) -> None:
+    """Make `user` the owner of `path` (a folder or file the unprivileged server writes or reads)."""
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def unprivileged_prefix(user: str) -> list[str]:

@@ -67,4 +67,6 @@ log_connections = 0
 log_disconnections = 0
 INI
 
+# PgBouncer needs the password no more: it keeps the verifier alone.
+unset POSTGRES_PASSWORD
 exec pgbouncer "$RUNTIME_DIR/pgbouncer.ini"
