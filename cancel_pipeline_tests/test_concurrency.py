@@ -25,7 +25,11 @@ RUNS = [
 
 
 def blocked_by_pool(instance: dg.DagsterInstance) -> bool:
-    """Whether some run has logged that its step waits for the `duckdb_writer` pool."""
+    """Whether a step waits for the `duckdb_writer` pool: the pool's one slot is claimed while another step
+    is pending on it, or a run has logged the wait (the in-process executor may log it only much later)."""
+    pool = instance.event_log_storage.get_concurrency_info("duckdb_writer")
+    if pool.active_slot_count == 1 and pool.pending_step_count >= 1:
+        return True
     return any(
         "blocked by limit for pool duckdb_writer" in (event.message or "")
         for run in instance.get_runs()
