@@ -6,22 +6,22 @@ figures measure the pipeline's and Dagster's overhead rather than data volume or
 a fresh instance and warehouse (`--modes`):
 
 - `single-run`: per raw feed one run of its job (`canceled_order_job`, `canceled_items_job`: the raw asset
-  and every table downstream) over the whole span, launched through `launchPipelineExecution` with the tags
+  alone) over the whole span, launched through `launchPipelineExecution` with the tags
   `dagster/asset_partition_range_start` / `_end` (what the UI's "launch as a single run" sends), one after
-  the other without waiting. The run queue starts both; their steps that write DuckDB take turns on the
-  `duckdb_writer` pool (that waiting counts). Measured from the first launch to both runs finished.
-- `sequential`: the same two runs, the second launched once the first has ended, so each feed's figures are
+  the other without waiting; the tables then follow through the `automation_sensor` (declarative
+  automation, a tick every 15 s). Both raw runs start at once and take turns on the `duckdb_writer` pool
+  (that waiting counts). Measured from the first launch to the tables' run finished; the tables run once
+  for both feeds when both landed before a tick.
+- `sequential`: the same with the second run launched once the first has ended, so each feed's figures are
   its own (no wait for the other's pool slot).
-- `raw-only`: per raw feed one run of the raw asset alone over the span (the asset page's Materialize dialog,
-  which the docs give as the fastest way), one after the other without waiting; the tables then follow
-  through the `automation_sensor` (declarative automation, a tick every 30 s). Measured from the first
-  launch to the tables' run finished. The tables run once for both feeds when both landed before a tick.
-- `raw-sequential`: `raw-only` with the second raw run launched once the first has ended, so each feed's
-  share is its own (no wait for the other's pool slot).
+- `raw-only`: `single-run` launched from the asset page's Materialize dialog instead (Dagster's implicit
+  asset job, the raw asset alone).
+- `raw-sequential`: `raw-only` with the second raw run launched once the first has ended.
 - `daemon`: one partition backfill of both raw assets and everything downstream through the webserver's
   GraphQL API (the UI's backfill choice); the backfill daemon launches the runs on its 30 s ticks.
 - `cli-jobs`: the issue's own method, with no webserver and no daemon: per raw feed one `dagster job execute`
-  of its job with the range tags, one after the other; the shares are read from the instance afterwards.
+  of its job with the range tags, one after the other, then one of `cancellation_tables_job` (the daemon's
+  automation sensor would run it); the shares are read from the instance afterwards.
 - `cli-raw`: the same with what docs/operating.md gives for a long range: per raw feed one `dagster asset
   materialize --partition-range` of the raw asset alone, then one run of the tables.
 
@@ -34,7 +34,8 @@ Dagster's share of a feed's run is read from the run's own log: from the run's c
 "Fetching ..." message (logged just before its first request to the store), plus from its "Landed ..."
 message (logged once the pages are committed) to the run's end. The time between the two messages is the
 pipeline's fetch and landing. The share after the landing holds the raw asset's per-day materialization events
-and the run's table steps (the derivation in DuckDB, a few seconds); both are shown apart.
+and, in a run that holds them, the table steps (the derivation in DuckDB, a few seconds); both are shown
+apart.
 Targets (issue 13): both feeds over 30 days end to end in under 40 s (`single-run`); over 365 days at most 60 s
 of Dagster's share for both feeds together, on either storage.
 
@@ -92,12 +93,14 @@ RAW_ASSETS = {"raw_canceled_order_pages": 24 * 60, "raw_updated_order_pages": 24
 """Raw asset -> its partition length in minutes (both are partitioned by UTC day)."""
 
 RAW_JOBS = {"raw_canceled_order_pages": "canceled_order_job", "raw_updated_order_pages": "canceled_items_job"}
-"""Raw asset -> the job of it and everything downstream (cancel_pipeline/defs/ingestion/jobs.py)."""
+"""Raw asset -> its feed job, which holds it alone (cancel_pipeline/defs/ingestion/jobs.py)."""
 
 MODES = ("single-run", "sequential", "raw-only", "raw-sequential", "daemon", "cli-jobs", "cli-raw")
 DEFINITIONS = "cancel_pipeline.definitions"
 TABLES_SELECTION = "group:cancellations or group:outbox"
 """The tables and the notices, as `dagster asset materialize --select` takes them (docs/operating.md)."""
+TABLES_JOB = "cancellation_tables_job"
+"""The tables' and notices' job (cancel_pipeline/defs/cancellations/jobs.py)."""
 ASSET_JOB = "__ASSET_JOB"
 """Dagster's implicit job of any asset selection: what a launch from an asset page runs."""
 RUN_DONE = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
@@ -315,66 +318,21 @@ def run_figures(
     }
 
 
-def single_runs(
+def range_runs(
     workdir: Path,
     span: tuple[datetime, datetime],
     orders_per_hour: float,
     timeout: float,
     storage: str,
     *,
-    sequential: bool,
+    mode: str,
 ) -> dict[str, Any]:
-    """Launch, through `dagster dev`'s GraphQL API, one range run of each raw feed's job over the span, as the
-    UI's single-run launch does: one after the other (the second once the first ended, if `sequential`).
-    Wait until both ended; return the figures with each feed's share."""
-    start, end = span
-    with dagster_dev_on_span(workdir, span, orders_per_hour, storage) as (server, client, selection):
-        wait_until_idle(client)
-        launched = time.time()
-        # Each mutation returns once its run and the run's planned events (one per day) are written.
-        launch_seconds: dict[str, float] = {}
-        run_ids: list[str] = []
-        for raw, job in RAW_JOBS.items():
-            keys = window_keys(start, end, RAW_ASSETS[raw])
-            began = time.time()
-            run_ids.append(launch_range_run(client, job, keys[0], keys[-1]))
-            launch_seconds[job] = round(time.time() - began, 2)
-            if sequential:
-                wait_for_runs(client, run_ids[-1:], timeout)
-        runs = wait_for_runs(client, run_ids, timeout)
-        observed_done = time.time()
-        counts = table_counts(server.duckdb_path)
-        materialized = {raw: client.asset_state(raw).num_materialized for raw in RAW_ASSETS}
-        raw_of_job = {job: raw for raw, job in RAW_JOBS.items()}
-        shares = [feed_share(client, run, raw_of_job[run.job]) for run in runs if run.status == "SUCCESS"]
-    return run_figures(
-        "sequential" if sequential else "single-run",
-        storage,
-        span,
-        runs,
-        complete=len(counts) == len(TABLES),
-        launch_call_s=launch_seconds,
-        launched=launched,
-        observed_done=observed_done,
-        shares=shares,
-        counts=counts,
-        materialized=materialized,
-        selection=selection,
-    )
-
-
-def raw_only_runs(
-    workdir: Path,
-    span: tuple[datetime, datetime],
-    orders_per_hour: float,
-    timeout: float,
-    storage: str,
-    *,
-    sequential: bool = False,
-) -> dict[str, Any]:
-    """Launch one range run of each raw asset alone, one after the other (the second once the first ended,
-    if `sequential`); wait for both, then for the automation sensor's run(s) of the tables; return the
-    figures with each feed's share."""
+    """Launch one range run per raw feed, of its job (`single-run`, `sequential`) or of the raw asset alone
+    (`raw-only`, `raw-sequential`), one after the other (the second once the first ended, in the sequential
+    modes); wait for both, then for the automation sensor's run(s) of the tables; return the figures with
+    each feed's share."""
+    sequential = mode in ("sequential", "raw-sequential")
+    through_jobs = mode in ("single-run", "sequential")
     start, end = span
     with dagster_dev_on_span(workdir, span, orders_per_hour, storage) as (server, client, selection):
         wait_until_idle(client)
@@ -384,7 +342,10 @@ def raw_only_runs(
         for raw in RAW_ASSETS:
             keys = window_keys(start, end, RAW_ASSETS[raw])
             began = time.time()
-            raw_ids.append(launch_range_run(client, ASSET_JOB, keys[0], keys[-1], assets=[raw]))
+            if through_jobs:
+                raw_ids.append(launch_range_run(client, RAW_JOBS[raw], keys[0], keys[-1]))
+            else:
+                raw_ids.append(launch_range_run(client, ASSET_JOB, keys[0], keys[-1], assets=[raw]))
             launch_seconds[raw] = round(time.time() - began, 2)
             if sequential:
                 wait_for_runs(client, raw_ids[-1:], timeout)
@@ -417,7 +378,7 @@ def raw_only_runs(
             for run, raw in zip(raw_runs_by_order(raw_runs, raw_ids), RAW_ASSETS, strict=True)
         ]
     return run_figures(
-        "raw-sequential" if sequential else "raw-only",
+        mode,
         storage,
         span,
         runs,
@@ -447,12 +408,13 @@ def raw_runs_by_order(runs: list[RunTiming], run_ids: list[str]) -> list[RunTimi
 
 def cli_job_commands(span: tuple[datetime, datetime]) -> list[tuple[list[str], str | None]]:
     """`cli-jobs`, the issue's own method: per raw feed one `dagster job execute` of its job (the raw asset
-    and every table downstream) with the range tags."""
+    alone) with the range tags, then one of the tables' job (what the automation sensor would run)."""
     steps: list[tuple[list[str], str | None]] = []
     for raw, job in RAW_JOBS.items():
         keys = window_keys(*span, RAW_ASSETS[raw])
         tags = json.dumps({RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
         steps.append((["job", "execute", "-m", DEFINITIONS, "-j", job, "--tags", tags], raw))
+    steps.append((["job", "execute", "-m", DEFINITIONS, "-j", TABLES_JOB], None))
     return steps
 
 
@@ -666,27 +628,13 @@ def main(argv: list[str] | None = None) -> int:
         for storage in storages:
             for mode in modes:
                 folder = workdir / f"{mode}-{storage}"
-                if mode in ("raw-only", "raw-sequential"):
-                    figures = raw_only_runs(
-                        folder,
-                        (start, end),
-                        args.orders_per_hour,
-                        args.timeout,
-                        storage,
-                        sequential=mode == "raw-sequential",
-                    )
-                elif mode == "daemon":
+                if mode == "daemon":
                     figures = ui_backfill(folder, (start, end), args.orders_per_hour, args.timeout, storage)
                 elif mode in CLI_MODES:
                     figures = cli_mode_runs(mode, folder, (start, end), args.orders_per_hour, storage)
                 else:
-                    figures = single_runs(
-                        folder,
-                        (start, end),
-                        args.orders_per_hour,
-                        args.timeout,
-                        storage,
-                        sequential=mode == "sequential",
+                    figures = range_runs(
+                        folder, (start, end), args.orders_per_hour, args.timeout, storage, mode=mode
                     )
                 results.append(figures)
                 print_mode(figures)

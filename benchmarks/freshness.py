@@ -48,7 +48,7 @@ from dagster_harness import (
     stop_on_sigterm,
 )
 
-from cancel_pipeline.defs.ingestion.jobs import canceled_order_job
+from cancel_pipeline.defs.ingestion.jobs import canceled_order_fast_path_job
 from cancel_pipeline.defs.ingestion.sensors import cancellation_sensor
 from cancel_pipeline.settings import SETTINGS
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_quiet_start(client, timeout=300.0)
         warm_up_s = time.time() - started
         cancellations = measure(client, server.duckdb_path, store, args)
-        runs = runs_of_job(client, canceled_order_job.name)
+        runs = runs_of_job(client, canceled_order_fast_path_job.name)
         ticks = sensor_ticks(client, cancellation_sensor.name, limit=500)
 
     breakdown = [attribute(c, runs, ticks) for c in cancellations]

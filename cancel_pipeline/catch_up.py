@@ -6,7 +6,8 @@ pages it landed (`raw_order_pages`, for the store it holds), not from Dagster's 
 store's runs may share: each raw asset's days with no current page are grouped into contiguous ranges, each
 range one run read whole (one query to Shopify, one transaction), and the days landed only in part (today,
 or a day a tick left unfinished) are topped up by a run reading what is new since their last page. So a
-first catch-up of two days is a run or two per feed, and a second one only tops up today.
+first catch-up of two days is a run or two per feed, and a second one only tops up today. The feed jobs land
+pages only: one run of the tables' job then derives everything they landed, once.
 """
 
 import re
@@ -34,6 +35,8 @@ FEEDS = (
     ("canceled_items_job", "raw_updated_order_pages", UPDATED_ORDER_WINDOWS),
 )
 """(job, raw asset, partitions) of each feed the catch-up runs."""
+TABLES_JOB = "cancellation_tables_job"
+"""The job deriving the tables (then the notices) from what the feeds landed, run once after them."""
 
 
 class RunFailed(RuntimeError):
@@ -165,7 +168,7 @@ def run_feed(
             **selection,
         )
         if not result.success:
-            raise RunFailed(*_failure_message(result, plan.job_name, first, last))
+            raise RunFailed(*_failure_message(result, plan.job_name, f"({first}...{last})"))
         outcome.runs += 1
         outcome.run_ids.append(result.run_id)
         metadata = _raw_metadata(result, plan.asset_name)
@@ -176,9 +179,20 @@ def run_feed(
     return outcome
 
 
-def _failure_message(
-    result: dg.ExecuteInProcessResult, job_name: str, first: str, last: str
-) -> tuple[str, str]:
+def derive_tables(defs: dg.Definitions, instance: dg.DagsterInstance, *, log_level: str = "INFO") -> str:
+    """Run the tables' job once, recorded in `instance`: every page the feeds landed is derived and the
+    notices sent. Returns the run's id."""
+    result = defs.resolve_job_def(TABLES_JOB).execute_in_process(
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise RunFailed(*_failure_message(result, TABLES_JOB))
+    return result.run_id
+
+
+def _failure_message(result: dg.ExecuteInProcessResult, job_name: str, what: str = "") -> tuple[str, str]:
     """One line naming the run, its failed step and the root cause; and the full tracebacks."""
     failures = [
         (event.step_key, event.step_failure_data.error)  # type: ignore[union-attr]
@@ -195,7 +209,7 @@ def _failure_message(
         f"{step}: {root_cause(error)}" if step else root_cause(error) for step, error in failures
     )
     detail = detail or "see the run's logs"
-    message = f"run {result.run_id} of {job_name} ({first}...{last}) failed: {detail}"
+    message = f"run {result.run_id} of {job_name} {what}".rstrip() + f" failed: {detail}"
     return message, "\n".join(error.to_string() for _, error in failures)
 
 
@@ -319,10 +333,11 @@ def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
         for line in release_pool(instance):
             print(line, flush=True)
         outcomes = []
+        steps = len(plans) + 1
         for number, plan in enumerate(plans, start=1):
             whole = [first if first == last else f"{first}...{last}" for first, last in plan.ranges]
             print(
-                f"[{number}/{len(plans)}] {plan.job_name}: {plan.windows} days of {plan.asset_name} "
+                f"[{number}/{steps}] {plan.job_name}: {plan.windows} days of {plan.asset_name} "
                 f"in {plan.runs} run(s): "
                 + ", ".join(
                     [*(f"{days} (whole)" for days in whole), *(f"{key} (new)" for key in plan.top_ups)]
@@ -330,6 +345,11 @@ def catch_up(lookback: timedelta, *, log_level: str = "INFO") -> str:
                 flush=True,
             )
             outcomes.append(run_feed(defs, plan, instance, log_level=log_level))
+        print(
+            f"[{steps}/{steps}] {TABLES_JOB}: derive the tables from the landed pages, then the notices",
+            flush=True,
+        )
+        derive_tables(defs, instance, log_level=log_level)
     with warehouse_connection(SETTINGS.duckdb_path) as con:
         summary = summarize(con, utc_now(), SETTINGS.stuck_thresholds)
     return render_report(

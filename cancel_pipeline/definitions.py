@@ -1,9 +1,9 @@
 """The one Definitions object of cancel_pipeline: everything under `cancel_pipeline/defs/`, by domain.
 
-`defs/ingestion` (raw assets, partitions, jobs, schedules, sensor), `defs/cancellations` (the derived tables
-and their checks), `defs/refresh` (re-import by id), `defs/outbox` (notices to downstream systems) and
-`defs/runs` (runs whose process died) are found by Dagster's `load_from_defs_folder`; a new asset or job in
-one of them joins the project by itself.
+`defs/ingestion` (raw assets, partitions, jobs, schedules, sensor), `defs/cancellations` (the derived tables,
+their checks, their job and the automation sensor), `defs/refresh` (re-import by id), `defs/outbox` (notices
+to downstream systems) and `defs/runs` (runs whose process died) are found by Dagster's
+`load_from_defs_folder`; a new asset or job in one of them joins the project by itself.
 
 A configuration error at load (a `CANCEL_PIPELINE_*` or `SHOPIFY_*` variable, the targets file) stops the load
 with one `error:` line naming what is at fault: its message is all a person needs, Dagster's loader traceback

@@ -79,7 +79,7 @@ def test_a_run_that_includes_the_tables_triggers_no_second_derivation(pipeline: 
     ticks = Ticks(pipeline)
     ticks.requested()
     window = _last_closed_window(raw_canceled_order_pages, pipeline)
-    # What a feed job (schedule, sensor, `make run`) runs: the raw window and everything downstream.
+    # What the cancellation sensor's fast-path job runs: the raw window and everything downstream.
     assert pipeline.materialize(
         [raw_canceled_order_pages, cancellation_tables, cancellation_notices], partition_key=window
     ).success
@@ -90,6 +90,7 @@ def test_the_automation_sensor_ships_running_over_every_automated_asset() -> Non
     sensor = defs.resolve_sensor_def("automation_sensor")
     assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 15
     assert sensor.description
     graph = defs.resolve_asset_graph()
     automated = {key for key in graph.get_all_asset_keys() if graph.get(key).automation_condition is not None}

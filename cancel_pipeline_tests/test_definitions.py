@@ -6,11 +6,15 @@ import dagster as dg
 import pytest
 
 from cancel_pipeline.definitions import defs
+from cancel_pipeline.defs.cancellations.tables import DERIVED_SPECS
+from cancel_pipeline.defs.conventions import RANGE_END_TAG, RANGE_START_TAG
 from cancel_pipeline.defs.ingestion.jobs import canceled_items_job, canceled_order_job
 from cancel_pipeline.defs.ingestion.raw_assets import raw_canceled_order_pages, raw_updated_order_pages
+from cancel_pipeline.defs.outbox.notices import cancellation_notices
 from cancel_pipeline.defs.resources import WarehouseResource
 from cancel_pipeline.shopify.resource import ShopifyResource
 
+DERIVED_KEYS = {spec.key for spec in DERIVED_SPECS}
 RAW_KEYS = {dg.AssetKey("raw_canceled_order_pages"), dg.AssetKey("raw_updated_order_pages")}
 
 
@@ -33,19 +37,39 @@ def test_each_job_holds_its_raw_asset_and_not_the_other(job_name: str, raw_key: 
     assert job.description
 
 
-def test_jobs_pick_up_unpartitioned_tables_downstream_of_their_raw_asset() -> None:
-    @dg.asset(deps=[raw_canceled_order_pages, raw_updated_order_pages])
-    def derived_tables() -> None:
-        """Stands for the derived tables, defined downstream of both raw assets."""
+def test_feed_jobs_hold_their_raw_asset_alone() -> None:
+    assert canceled_order_job.selection.resolve(defs.resolve_asset_graph()) == {  # type: ignore[union-attr]
+        raw_canceled_order_pages.key
+    }
+    assert canceled_items_job.selection.resolve(defs.resolve_asset_graph()) == {  # type: ignore[union-attr]
+        raw_updated_order_pages.key
+    }
 
-    with_derived = dg.Definitions(
-        assets=[raw_canceled_order_pages, raw_updated_order_pages, derived_tables],
-        jobs=[canceled_order_job, canceled_items_job],
-        resources={"shopify": ShopifyResource(), "duckdb": WarehouseResource(database=":memory:")},
-    )
-    for job_name in ("canceled_order_job", "canceled_items_job"):
-        keys = with_derived.resolve_job_def(job_name).asset_layer.selected_asset_keys
-        assert dg.AssetKey("derived_tables") in keys
+
+def test_fast_path_job_derives_every_table_in_the_same_run() -> None:
+    keys = defs.resolve_job_def("canceled_order_fast_path_job").asset_layer.selected_asset_keys
+    assert keys == {raw_canceled_order_pages.key, *DERIVED_KEYS, cancellation_notices.key}
+
+
+def test_tables_job_derives_without_landing() -> None:
+    job = defs.resolve_job_def("cancellation_tables_job")
+    assert job.asset_layer.selected_asset_keys == {*DERIVED_KEYS, cancellation_notices.key}
+    assert job.description
+
+
+@pytest.mark.parametrize("job_name", ["canceled_order_job", "canceled_items_job"])
+def test_a_feed_jobs_range_run_plans_one_event_a_day(job_name: str) -> None:
+    """Dagster plans every asset of a range run once per day of the range, unpartitioned ones included: a
+    feed job holding the tables would plan seven events a day instead of one."""
+    job = defs.resolve_job_def(job_name)
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = instance.create_run_for_job(
+            job, tags={RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-30"}
+        )
+        planned = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=1000
+        ).records
+    assert len(planned) == 30
 
 
 def test_assets_carry_kinds_group_owners_and_a_description() -> None:
@@ -67,7 +91,7 @@ def test_raw_assets_write_through_the_duckdb_writer_pool() -> None:
 def test_sensor_is_the_running_fast_path() -> None:
     sensor = defs.resolve_sensor_def("cancellation_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.job_name == "canceled_order_job"
+    assert sensor.job_name == "canceled_order_fast_path_job"
     assert sensor.minimum_interval_seconds == 30
     assert sensor.description
 

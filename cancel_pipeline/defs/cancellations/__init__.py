@@ -1,1 +1,1 @@
-"""Cancellations: the tables derived from the raw layer and their checks."""
+"""Cancellations: the tables derived from the raw layer, their checks, their job and the automation sensor."""

@@ -11,9 +11,13 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     # Dagster's own automation sensor ships stopped; without this one a UI backfill of a raw asset alone
     # would leave the tables as they were until the next scheduled run.
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # Every feed run is followed by this sensor's run of the tables, so its tick is part of a backfill's and
+    # a scheduled tick's latency: half Dagster's default of 30 s. The daemon looks every 5 s.
+    minimum_interval_seconds=15,
     description=(
         "Derives the cancellation tables (then sends the notices) after any raw asset lands pages that no "
-        "run including the tables has derived yet: a UI backfill or materialization of a raw asset alone, "
-        "say. Runs of the feed jobs already include the tables and trigger nothing more."
+        "run including the tables has derived yet: every run of a feed job (a tick, a reconciliation, a "
+        "backfill) or of a raw asset alone. Runs of the cancellation sensor's fast-path job already include "
+        "the tables and trigger nothing more."
     ),
 )

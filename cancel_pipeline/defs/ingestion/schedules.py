@@ -54,8 +54,9 @@ def build_tick_schedule(
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=(
             f"Every {minutes} minutes ({settle_minutes} minutes past the boundary): reads {what} updated "
-            f"since the last landed page of the day's partition (less {overlap_minutes} minutes of overlap) "
-            "and updates every table downstream. The tick at 00:05 UTC finishes the day that just closed."
+            f"since the last landed page of the day's partition (less {overlap_minutes} minutes of overlap); "
+            "the automation sensor then derives the tables from them. The tick at 00:05 UTC finishes the day "
+            "that just closed."
         ),
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
@@ -90,7 +91,7 @@ def build_reconciliation_schedule(
         description=(
             f"Daily reconciliation at {settings.reconciliation_hour:02d}:{settings.reconciliation_minute:02d} "
             f"UTC: re-reads {what} over the whole previous UTC day, superseding the ticks' pages of that day "
-            "(they are kept), and updates every table downstream, to pick up what the ticks missed."
+            "(they are kept), to pick up what the ticks missed; the automation sensor then derives the tables."
         ),
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from cancel_pipeline.defs.conventions import READ_NEW, READ_TAG
-from cancel_pipeline.defs.ingestion.jobs import canceled_order_job
+from cancel_pipeline.defs.ingestion.jobs import canceled_order_fast_path_job
 from cancel_pipeline.defs.ingestion.partitions import CANCELED_ORDER_WINDOWS
 from cancel_pipeline.settings import SETTINGS
 from cancel_pipeline.shopify.errors import ShopifyError
@@ -87,15 +87,16 @@ def _parse_cursor(cursor: str) -> datetime:
 
 SENSOR_DESCRIPTION = (
     "Fast path for cancellations: once a tick, asks Shopify how many cancelled orders were updated since "
-    "the cursor (one count request: `ordersCount`, or REST's orders/count.json); when there are any, runs the Canceled Order job for the "
-    "day in progress (and the previous day if the cursor reaches into it), reading only what is new since "
-    "the day's last landed page, right away instead of waiting for the schedule. A failing request fails "
-    "the tick and leaves the cursor unchanged."
+    "the cursor (one count request: `ordersCount`, or REST's orders/count.json); when there are any, runs "
+    "canceled_order_fast_path_job (the raw pages and the tables in one run) for the day in progress (and "
+    "the previous day if the cursor reaches into it), reading only what is new since the day's last landed "
+    "page, right away instead of waiting for the schedule. A failing request fails the tick and leaves the "
+    "cursor unchanged."
 )
 
 
 @dg.sensor(
-    job=canceled_order_job,
+    job=canceled_order_fast_path_job,
     minimum_interval_seconds=SETTINGS.sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=SENSOR_DESCRIPTION,
