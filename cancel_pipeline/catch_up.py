@@ -161,12 +161,7 @@ def run_feed(
     ]
     runs += [(key, key, {"partition_key": key, "tags": {READ_TAG: READ_NEW}}) for key in plan.top_ups]
     for first, last, selection in runs:
-        result = job.execute_in_process(
-            instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            raise_on_error=False,
-            **selection,
-        )
+        result = _execute(job, instance, log_level, **selection)
         if not result.success:
             raise RunFailed(*_failure_message(result, plan.job_name, f"({first}...{last})"))
         outcome.runs += 1
@@ -182,14 +177,23 @@ def run_feed(
 def derive_tables(defs: dg.Definitions, instance: dg.DagsterInstance, *, log_level: str = "INFO") -> str:
     """Run the tables' job once, recorded in `instance`: every page the feeds landed is derived and the
     notices sent. Returns the run's id."""
-    result = defs.resolve_job_def(TABLES_JOB).execute_in_process(
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        raise_on_error=False,
-    )
+    result = _execute(defs.resolve_job_def(TABLES_JOB), instance, log_level)
     if not result.success:
         raise RunFailed(*_failure_message(result, TABLES_JOB))
     return result.run_id
+
+
+def _execute(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, log_level: str, **selection: Any
+) -> dg.ExecuteInProcessResult:
+    """One run of `job` in this process, recorded in `instance`, logging at `log_level`; a failure is
+    returned, not raised, so the caller can name it."""
+    return job.execute_in_process(
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
+        **selection,
+    )
 
 
 def _failure_message(result: dg.ExecuteInProcessResult, job_name: str, what: str = "") -> tuple[str, str]:
