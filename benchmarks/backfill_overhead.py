@@ -22,8 +22,8 @@ a fresh instance and warehouse (`--modes`):
 - `cli-jobs`: the issue's own method, with no webserver and no daemon: per raw feed one `dagster job execute`
   of its job with the range tags, one after the other, then one of `cancellation_tables_job` (the daemon's
   automation sensor would run it); the shares are read from the instance afterwards.
-- `cli-raw`: the same with what docs/operating.md gives for a long range: per raw feed one `dagster asset
-  materialize --partition-range` of the raw asset alone, then one run of the tables.
+- `cli-raw`: the same through the raw assets (docs/operating.md's alternative to the job commands): per raw
+  feed one `dagster asset materialize --partition-range` of the raw asset alone, then one run of the tables.
 
 `--storage` picks the instance's storage, each measured in the same sitting: `sqlite` (deploy/local/dagster.yaml,
 Dagster's own SQLite storage), `postgres` (deploy/postgres/dagster.yaml on a throwaway local PostgreSQL cluster
@@ -296,20 +296,18 @@ def run_figures(
     storage: str,
     span: tuple[datetime, datetime],
     runs: list[RunTiming],
-    *,
-    complete: bool = True,
     **figures: Any,
 ) -> dict[str, Any]:
     """A mode's figures for `summarize` and `print_mode`: its runs, a status (SUCCESS when every run
-    succeeded and the mode saw what it waited for, `complete`), the days per feed, and the mode's own
-    `figures` (launched, observed_done, shares, counts, materialized, selection, ...)."""
+    succeeded), the days per feed, and the mode's own `figures` (launched, observed_done, shares, counts,
+    materialized, selection, ...)."""
     start, end = span
     statuses = {run.status for run in runs}
     return {
         "mode": mode,
         "storage": storage,
         "span": span,
-        "status": "SUCCESS" if statuses == {"SUCCESS"} and complete else str(sorted(statuses)),
+        "status": "SUCCESS" if statuses == {"SUCCESS"} else str(sorted(statuses)),
         "backfill_created": None,
         "backfill_ended": None,
         "runs": runs,
@@ -419,7 +417,7 @@ def cli_job_commands(span: tuple[datetime, datetime]) -> list[tuple[list[str], s
 
 
 def cli_raw_commands(span: tuple[datetime, datetime]) -> list[tuple[list[str], str | None]]:
-    """`cli-raw`, what docs/operating.md gives for a long range: per raw feed one `dagster asset materialize
+    """`cli-raw`, the raw assets' route of docs/operating.md: per raw feed one `dagster asset materialize
     --partition-range` of the raw asset alone, then one run of the tables."""
     steps: list[tuple[list[str], str | None]] = []
     for raw, minutes in RAW_ASSETS.items():

@@ -174,13 +174,12 @@ def run_feed(
     return outcome
 
 
-def derive_tables(defs: dg.Definitions, instance: dg.DagsterInstance, *, log_level: str = "INFO") -> str:
+def derive_tables(defs: dg.Definitions, instance: dg.DagsterInstance, *, log_level: str = "INFO") -> None:
     """Run the tables' job once, recorded in `instance`: every page the feeds landed is derived and the
-    notices sent. Returns the run's id."""
+    notices sent."""
     result = _execute(defs.resolve_job_def(TABLES_JOB), instance, log_level)
     if not result.success:
         raise RunFailed(*_failure_message(result, TABLES_JOB))
-    return result.run_id
 
 
 def _execute(
